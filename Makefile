@@ -1,0 +1,54 @@
+# The two commands of the README: `make book` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.installed
+CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+export PATH := $(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup book test lint unit notebooks papermill-test build bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import irlm, torch, transformers, papermill, nbval, jupyter_book"
+	touch $(STAMP)
+
+## make book: execute every chapter with its default parameters, then build the HTML book
+book: $(STAMP)
+	@for nb in $(CHAPTERS); do \
+		echo "executing $$nb"; \
+		$(BIN)/papermill --cwd notebooks --no-progress-bar $$nb $$nb || exit 1; \
+	done
+	$(BIN)/jupyter-book build . -W --keep-going
+	@echo "The book is ready: open file://$(abspath _build/html/index.html)"
+
+## make test: lint, unit tests, papermill run, notebooks under nbval, and the book build
+test: lint unit notebooks build
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests notebooks
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-sanitize-with tests/sanitize.cfg --nbval-current-env notebooks
+
+build: $(STAMP)
+	$(BIN)/jupyter-book build . -W --keep-going
+
+## make bench: training time and accuracy, chapter 1 wall time, sampling throughput
+bench: $(STAMP)
+	$(BIN)/python tests/bench.py
+
+clean:
+	rm -rf _build

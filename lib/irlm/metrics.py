@@ -1,0 +1,94 @@
+"""Metrics: accuracy with bootstrap confidence intervals, pass@k, diversity and entropy.
+
+Chapter 1 introduces them; every chapter reports its numbers with them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+
+class CI(NamedTuple):
+    """A point estimate with a ``1 - alpha`` confidence interval ``[lo, hi]``."""
+
+    mean: float
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> CI:
+    """Mean of ``values`` with a percentile-bootstrap interval: resample the values
+    with replacement ``n_boot`` times and take the ``alpha/2`` and ``1 - alpha/2``
+    quantiles of the resampled means (Efron & Tibshirani, 1993)."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {x.shape}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    return CI(float(x.mean()), float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2)))
+
+
+def accuracy_ci(correct: Sequence[bool] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> CI:
+    """Accuracy (fraction of ``True``) with a bootstrap confidence interval."""
+    return bootstrap_ci(np.asarray(correct, dtype=float), n_boot, alpha, seed)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimator of pass@k from ``n`` samples of which ``c`` are correct.
+
+    .. math:: \\widehat{\\text{pass@}k} = 1 - \\binom{n - c}{k} \\Big/ \\binom{n}{k}
+
+    the probability that a random size-``k`` subset of the ``n`` samples holds at least
+    one correct one (Chen et al., 2021, "Evaluating Large Language Models Trained on
+    Code"). Computed as a stable product, :math:`1 - \\prod_{i=n-c+1}^{n} (1 - k/i)`.
+    """
+    if not (isinstance(n, (int, np.integer)) and isinstance(c, (int, np.integer)) and isinstance(k, (int, np.integer))):
+        raise TypeError("n, c and k must be integers")
+    if n < 1 or not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need n >= 1, 0 <= c <= n and 1 <= k <= n; got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def pass_at_k_curve(correct: np.ndarray, ks: Sequence[int], n_boot: int = 1000, seed: int = 0) -> list[CI]:
+    """pass@k for each ``k`` in ``ks``: the mean over queries of the unbiased estimator,
+    with a bootstrap interval over queries. ``correct`` is boolean, shape ``(queries, n)``."""
+    correct = np.asarray(correct, dtype=bool)
+    if correct.ndim != 2 or correct.size == 0:
+        raise ValueError(f"correct must be a non-empty (queries, samples) array, got shape {correct.shape}")
+    n, cs = correct.shape[1], correct.sum(axis=1)
+    return [bootstrap_ci([pass_at_k(n, int(c), int(k)) for c in cs], n_boot=n_boot, seed=seed) for k in ks]
+
+
+def distinct_answers(answers: Sequence[Sequence[Hashable]]) -> np.ndarray:
+    """Number of distinct final answers among each query's samples (``None`` counts as one)."""
+    if len(answers) == 0:
+        raise ValueError("answers is empty")
+    return np.array([len(set(row)) for row in answers])
+
+
+def answer_entropy(answers: Sequence[Sequence[Hashable]]) -> np.ndarray:
+    """Entropy (nats) of each query's empirical answer distribution,
+    :math:`H = -\\sum_a \\hat p(a) \\log \\hat p(a)`: 0 when every sample agrees,
+    :math:`\\log n` when all ``n`` differ."""
+    if len(answers) == 0:
+        raise ValueError("answers is empty")
+    out = []
+    for row in answers:
+        if len(row) == 0:
+            raise ValueError("every query needs at least one sampled answer")
+        p = np.array(list(Counter(row).values()), dtype=float) / len(row)
+        out.append(float(-(p * np.log(p)).sum()))
+    return np.array(out)

@@ -1,0 +1,217 @@
+"""The LLM as a sampler: batched generation with a KV cache, and scoring of given text.
+
+A causal LM defines :math:`\\pi(y \\mid x) = \\prod_t \\pi(y_t \\mid x, y_{<t})`. Sampling
+draws :math:`y_t` one token at a time from the next-token distribution, reshaped by
+
+* temperature :math:`T`: :math:`p_i \\propto \\exp(z_i / T)` (``T = 0`` means greedy argmax),
+* top-k: keep the ``k`` most likely tokens,
+* top-p (nucleus): keep the smallest set of tokens whose probability reaches ``p``,
+
+and stops at the end-of-sequence token. The key/value cache makes each new token cost
+one forward step over a single position instead of re-encoding the prefix. The
+log-probabilities returned are the model's own, :math:`\\log \\pi(y_t \\mid x, y_{<t})`
+at temperature 1 with no truncation: the quantity reward models and KL terms need.
+Chapter 1 uses this module; every later chapter samples through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Samples:
+    """Generated continuations, in the order of the prompts."""
+
+    texts: list[str]
+    token_ids: list[list[int]]
+    logprobs: list[np.ndarray]  # per generated token, under the untempered model
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(t) for t in self.token_ids)
+
+
+def _check_args(
+    prompts: Sequence[str], temperature: float, top_k: int, top_p: float, max_new_tokens: int, batch_size: int
+) -> None:
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty; pass at least one prompt string")
+    if not all(isinstance(p, str) and p for p in prompts):
+        raise ValueError("every prompt must be a non-empty string")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = no top-k filter), got {top_k}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set logits outside the top-k and outside the top-p nucleus to ``-inf``."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the tokens ranked above it already reach top_p
+        drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def next_token(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw one token per row of ``logits`` (shape ``[batch, vocab]``)."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _stop_ids(tokenizer, stop_token_ids: Sequence[int] | None) -> torch.Tensor:
+    ids = set(stop_token_ids or [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError("the tokenizer has no eos token; pass stop_token_ids")
+    return torch.tensor(sorted(ids))
+
+
+def _encode_left_padded(tokenizer, prompts: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    width = max(len(i) for i in ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids], device=device)
+    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=device)
+    return input_ids, mask
+
+
+@torch.inference_mode()
+def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_tokens, stop, generator):
+    device = model.device
+    input_ids, mask = _encode_left_padded(tokenizer, prompts, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    stop = stop.to(device)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    tokens, logps = [], []
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1, :].float()
+        tok = next_token(logits, temperature, top_k, top_p, generator)
+        logps.append(torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1))
+        tokens.append(torch.where(done, stop[0], tok))
+        done |= torch.isin(tok, stop)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        positions = positions[:, -1:] + 1
+        out = model(
+            input_ids=tok[:, None],
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+    tokens_t, logps_t = torch.stack(tokens, 1).cpu(), torch.stack(logps, 1).cpu()
+    stop_cpu = stop.cpu()
+    rows = []
+    for tok_row, lp_row in zip(tokens_t, logps_t):
+        hit = torch.isin(tok_row, stop_cpu).nonzero()
+        end = int(hit[0]) + 1 if len(hit) else len(tok_row)
+        rows.append((tok_row[:end].tolist(), lp_row[:end].numpy().astype(np.float64)))
+    return rows
+
+
+def sample(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 64,
+    seed: int = 0,
+    stop_token_ids: Sequence[int] | None = None,
+    progress: bool = False,
+) -> Samples:
+    """Sample one continuation per prompt (repeat a prompt to get several).
+
+    Returns texts (special tokens and the stop token removed), the generated token ids
+    (stop token included when reached) and their log-probabilities under the model.
+    Generation for a row ends at the eos token (or any of ``stop_token_ids``) or after
+    ``max_new_tokens``. Prompts are batched by length to waste little padding; the
+    result is in the prompts' order and deterministic given ``seed``.
+    """
+    _check_args(prompts, temperature, top_k, top_p, max_new_tokens, batch_size)
+    stop = _stop_ids(tokenizer, stop_token_ids)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list = [None] * len(prompts)
+    starts = range(0, len(prompts), batch_size)
+    for s in tqdm(starts, desc="sampling", disable=not progress, leave=False):
+        idx = order[s : s + batch_size]
+        rows = _sample_batch(
+            model, tokenizer, [prompts[i] for i in idx], temperature, top_k, top_p, max_new_tokens, stop, generator
+        )
+        for i, row in zip(idx, rows):
+            results[i] = row
+    stop_set = set(stop.tolist())
+    texts = [tokenizer.decode([t for t in ids if t not in stop_set], skip_special_tokens=True) for ids, _ in results]
+    return Samples(texts, [ids for ids, _ in results], [lp for _, lp in results])
+
+
+@torch.inference_mode()
+def logprob_of(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str | Sequence[int]],
+    batch_size: int = 64,
+) -> list[np.ndarray]:
+    """Per-token log-probabilities :math:`\\log \\pi(y_t \\mid x, y_{<t})` of given completions.
+
+    A completion is a string (tokenized on its own, as sampling produced it) or a list
+    of token ids (e.g. ``Samples.token_ids``, to score exactly what was sampled).
+    Sum an entry for the sequence log-likelihood :math:`\\log \\pi(y \\mid x)`.
+    """
+    if len(prompts) == 0 or len(prompts) != len(completions):
+        raise ValueError(
+            f"prompts and completions must be non-empty and of equal length, got {len(prompts)} and {len(completions)}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[np.ndarray] = []
+    for s in range(0, len(prompts), batch_size):
+        pairs = []
+        for p, c in zip(prompts[s : s + batch_size], completions[s : s + batch_size]):
+            p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+            c_ids = tokenizer(c, add_special_tokens=False)["input_ids"] if isinstance(c, str) else list(c)
+            if not p_ids or not c_ids:
+                raise ValueError("every prompt and completion must have at least one token")
+            pairs.append((p_ids, c_ids))
+        width = max(len(p) + len(c) for p, c in pairs)
+        ids = torch.tensor([p + c + [pad] * (width - len(p) - len(c)) for p, c in pairs], device=model.device)
+        mask = torch.tensor(
+            [[1] * (len(p) + len(c)) + [0] * (width - len(p) - len(c)) for p, c in pairs], device=model.device
+        )
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+        for row, (p, c) in enumerate(pairs):
+            target = torch.tensor(c, device=model.device)
+            lp = logp[row, len(p) - 1 : len(p) - 1 + len(c)].gather(-1, target[:, None]).squeeze(-1)
+            out.append(lp.cpu().numpy().astype(np.float64))
+    return out

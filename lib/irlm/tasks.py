@@ -1,0 +1,337 @@
+"""The world: arithmetic queries with checkable answers and instruction prompts.
+
+Every method in the course is scored against the truth, so the world must know it
+exactly. A :class:`Query` is an addition or subtraction of two 1-3 digit numbers; its
+answer, its expert step-by-step solution and the correctness of any response are
+computable. A :class:`Prompt` is an instruction that changes *how* a model answers:
+each has a demonstrator, a deterministic function that writes the response a
+competent writer of that style would write (these demonstrations are the corpus
+the tiny models are trained on, see :mod:`irlm.zoo`).
+
+Used from chapter 1 on (see ``book/preliminaries.md`` for the MDP view).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+OPS = ("+", "-")
+MAX_DIGITS = 3
+
+
+@dataclass(frozen=True, order=True)
+class Query:
+    """``a op b`` with ``a >= b`` for subtraction, so every answer is non-negative."""
+
+    a: int
+    b: int
+    op: str
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+        if not (0 <= self.a < 10**MAX_DIGITS and 0 <= self.b < 10**MAX_DIGITS):
+            raise ValueError(f"operands must lie in [0, {10**MAX_DIGITS}), got {self.a}, {self.b}")
+        if self.op == "-" and self.a < self.b:
+            raise ValueError(f"subtraction needs a >= b, got {self.a}-{self.b}")
+
+    @property
+    def text(self) -> str:
+        return f"{self.a}{self.op}{self.b}"
+
+    @property
+    def answer(self) -> int:
+        return self.a + self.b if self.op == "+" else self.a - self.b
+
+    @property
+    def n_digits(self) -> int:
+        """Digits of the longer operand: the first axis of difficulty."""
+        return max(len(str(self.a)), len(str(self.b)))
+
+    @property
+    def n_carries(self) -> int:
+        """Carries (addition) or borrows (subtraction): the second axis of difficulty."""
+        return sum(1 for step in column_steps(self) if step[3] >= 10 or step[3] < 0)
+
+    @property
+    def difficulty(self) -> str:
+        return f"{self.n_digits}d"
+
+    @classmethod
+    def parse(cls, text: str) -> Query:
+        """Inverse of :attr:`text`, e.g. ``Query.parse("347+285")``."""
+        m = re.fullmatch(r"\s*(\d+)\s*([+-])\s*(\d+)\s*", text)
+        if m is None:
+            raise ValueError(f"not a query of the form 'a+b' or 'a-b': {text!r}")
+        return cls(int(m.group(1)), int(m.group(3)), m.group(2))
+
+
+def _digits_lsd(n: int, width: int) -> list[int]:
+    return [(n // 10**i) % 10 for i in range(width)]
+
+
+def column_steps(query: Query) -> list[tuple[int, int, int, int]]:
+    """Column-by-column working over all ``MAX_DIGITS`` columns, least significant first.
+
+    Each step is ``(x, y, c, s)`` with ``s = x + y + c`` (addition) or
+    ``s = x - y - c`` (subtraction), where ``x, y`` are the column's digits and
+    ``c`` the carry (borrow) from the previous column: ``c = 1`` iff the previous
+    ``s >= 10`` (``s < 0``). The written digit is ``s mod 10``.
+    """
+    width = MAX_DIGITS
+    xs, ys = _digits_lsd(query.a, width), _digits_lsd(query.b, width)
+    steps, c = [], 0
+    for x, y in zip(xs, ys):
+        s = x + y + c if query.op == "+" else x - y - c
+        steps.append((x, y, c, s))
+        c = int(s >= 10 or s < 0)
+    return steps
+
+
+# --- demonstrators: one per prompt style -------------------------------------------------
+
+
+def _direct(q: Query) -> str:
+    return f"{q.answer}"
+
+
+def _columns(q: Query) -> str:
+    mark = "c" if q.op == "+" else "b"
+    steps = [f"{x}{q.op}{y}{q.op}{c}={s % 10}{mark}{int(s >= 10 or s < 0)}" for x, y, c, s in column_steps(q)]
+    return ", ".join(steps) + f", so {q.answer}"
+
+
+def _full_sums(q: Query) -> str:
+    return ", ".join(f"{x}{q.op}{y}{q.op}{c}={s}" for x, y, c, s in column_steps(q)) + f", so {q.answer}"
+
+
+def _last_to_first(q: Query) -> str:
+    digits = " ".join(str(d) for d in _digits_lsd(q.answer, MAX_DIGITS + 1))
+    return f"digits {digits}, so {q.answer}"
+
+
+def _round_then_adjust(q: Query) -> str:
+    up = -(-q.b // 10) * 10
+    gap = up - q.b
+    mid = q.a + up if q.op == "+" else q.a - up
+    back = "-" if q.op == "+" else "+"
+    return f"{q.b} is {up}-{gap}, {q.a}{q.op}{up}={mid}, {mid}{back}{gap}={q.answer}, so {q.answer}"
+
+
+def plausible_wrong_answer(q: Query) -> int:
+    """A near miss a careless solver writes: the answer with one carry dropped, or off by ten."""
+    wrong = sum(((x + y if q.op == "+" else x - y) % 10) * 10**i for i, (x, y, _, _) in enumerate(column_steps(q)))
+    if wrong == q.answer:
+        wrong = q.answer + 10 if q.answer < 10 or (q.answer // 10) % 2 == 0 else q.answer - 10
+    return wrong
+
+
+def _stable_coin(q: Query) -> bool:
+    return hashlib.sha256(q.text.encode()).digest()[0] % 2 == 0
+
+
+def _debate(q: Query) -> str:
+    wrong = plausible_wrong_answer(q)
+    settled = wrong if _stable_coin(q) else q.answer
+    return f"Expert A says {q.answer}. Expert B says {wrong}. They agree on {settled}."
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """An instruction prompt: its id, the text shown to the model, and its demonstrator."""
+
+    id: str
+    text: str
+    demonstrate: Callable[[Query], str]
+    note: str
+
+
+PROMPTS: dict[str, Prompt] = {
+    p.id: p
+    for p in [
+        Prompt("direct", "Answer directly.", _direct, "the answer alone"),
+        Prompt(
+            "columns",
+            "Work column by column with carries.",
+            _columns,
+            "the expert solution: per column, least significant first, 'x+y+carry=digit' then "
+            "c1/c0 (carry) or b1/b0 (borrow)",
+        ),
+        Prompt(
+            "full_sums",
+            "Add up each column and write the whole column sum.",
+            _full_sums,
+            "columns again, but each step writes the whole sum (12, or -3) instead of digit and carry",
+        ),
+        Prompt(
+            "last_to_first",
+            "Write the digits of the answer from the last to the first.",
+            _last_to_first,
+            "a scratchpad of the answer's digits, least significant first, then the answer",
+        ),
+        Prompt(
+            "round",
+            "Round the second number up to tens, then adjust.",
+            _round_then_adjust,
+            "round b up to a multiple of ten, compute, then correct",
+        ),
+        Prompt(
+            "genius",
+            "You are a math genius. Answer at once.",
+            _direct,
+            "a role prompt: same demonstrations as 'direct', different words",
+        ),
+        Prompt(
+            "debate",
+            "Two experts debate the answer.",
+            _debate,
+            "a prompt that hurts: a confident wrong expert wins half the debates",
+        ),
+    ]
+}
+DEFAULT_PROMPT = "columns"
+
+
+def get_prompt(prompt_id: str) -> Prompt:
+    """Look up a prompt by id, with an error that lists the allowed ids."""
+    if prompt_id not in PROMPTS:
+        raise ValueError(f"unknown prompt {prompt_id!r}; allowed: {sorted(PROMPTS)}")
+    return PROMPTS[prompt_id]
+
+
+def expert_solution(query: Query) -> str:
+    """The expert step-by-step solution (the ``columns`` demonstration)."""
+    return _columns(query)
+
+
+# --- checking responses ------------------------------------------------------------------
+
+_INT = re.compile(r"-?\d+")
+
+
+def parse_answer(response: str) -> int | None:
+    """The final answer of a response: its last integer, or ``None`` if it has none."""
+    found = _INT.findall(response)
+    return int(found[-1]) if found else None
+
+
+def is_correct(query: Query, response: str) -> bool:
+    """Outcome reward: does the response's final answer equal the true answer?"""
+    return parse_answer(response) == query.answer
+
+
+def split_steps(response: str) -> list[str]:
+    """Steps of a response: the pieces between ``", "``, stripped."""
+    return [s.strip() for s in response.split(", ") if s.strip()]
+
+
+def check_steps(query: Query, response: str, prompt_id: str = DEFAULT_PROMPT) -> list[bool]:
+    """Process reward: which steps of ``response`` are right.
+
+    Step ``i`` is right iff it equals step ``i`` of the demonstration for
+    ``prompt_id`` (by default the expert column solution); the final step
+    ``"so N"`` is right iff ``N`` is the true answer. Missing steps do not count;
+    extra steps are wrong.
+    """
+    reference = split_steps(get_prompt(prompt_id).demonstrate(query))
+    steps = split_steps(response)
+    checks = []
+    for i, step in enumerate(steps):
+        if step.startswith("so "):
+            checks.append(parse_answer(step) == query.answer)
+        else:
+            checks.append(i < len(reference) and step == reference[i])
+    return checks
+
+
+# --- query sets --------------------------------------------------------------------------
+
+
+def random_query(rng: random.Random, digits: tuple[int, int] = (1, MAX_DIGITS)) -> Query:
+    """Draw a query: op uniform, the longer operand's digit count ``d`` uniform in
+    ``digits``, the other operand's uniform in ``1..d`` (so difficulty levels are balanced)."""
+    lo, hi = digits
+    if not (1 <= lo <= hi <= MAX_DIGITS):
+        raise ValueError(f"digits must satisfy 1 <= lo <= hi <= {MAX_DIGITS}, got {digits}")
+
+    def number(d: int) -> int:
+        return rng.randint(10 ** (d - 1) if d > 1 else 0, 10**d - 1)
+
+    d = rng.randint(lo, hi)
+    a, b, op = number(d), number(rng.randint(1, d)), rng.choice(OPS)
+    if rng.random() < 0.5:
+        a, b = b, a
+    if op == "-" and a < b:
+        a, b = b, a
+    return Query(a, b, op)
+
+
+def make_queries(
+    n: int,
+    seed: int,
+    digits: tuple[int, int] = (1, MAX_DIGITS),
+    exclude: Iterable[Query] = (),
+) -> list[Query]:
+    """``n`` distinct queries drawn from ``seed``, none of them in ``exclude``."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng, seen, out = random.Random(seed), set(exclude), []
+    for _ in range(100 * n + 1000):
+        if len(out) == n:
+            return out
+        q = random_query(rng, digits)
+        if q not in seen:
+            seen.add(q)
+            out.append(q)
+    raise ValueError(f"could not draw {n} distinct queries with digits={digits}")
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Query]
+    validation: list[Query]
+    test: list[Query]
+
+    def all(self) -> list[Query]:
+        return self.train + self.validation + self.test
+
+
+def make_splits(seed: int = 0, n_train: int = 2000, n_validation: int = 500, n_test: int = 500) -> Splits:
+    """Disjoint train / validation / test query sets drawn from ``seed``.
+
+    The default (``seed=0``) is *the* default split of the course: the zoo keeps its
+    validation and test queries out of the models' training corpus.
+    """
+    qs = make_queries(n_train + n_validation + n_test, seed)
+    return Splits(qs[:n_train], qs[n_train : n_train + n_validation], qs[n_train + n_validation :])
+
+
+def to_dataset(queries: Sequence[Query]):  # -> datasets.Dataset
+    """Queries as a Hugging Face ``datasets.Dataset`` (one row per query, with answers)."""
+    from datasets import Dataset
+
+    rows = [
+        {**asdict(q), "text": q.text, "answer": q.answer, "n_digits": q.n_digits, "n_carries": q.n_carries}
+        for q in queries
+    ]
+    return Dataset.from_list(rows) if rows else Dataset.from_dict({k: [] for k in ("a", "b", "op")})
+
+
+def from_dataset(ds) -> list[Query]:
+    """Inverse of :func:`to_dataset`."""
+    return [Query(int(r["a"]), int(r["b"]), r["op"]) for r in ds]
+
+
+def save_queries(queries: Sequence[Query], path: str | Path) -> None:
+    to_dataset(queries).save_to_disk(str(path))
+
+
+def load_queries(path: str | Path) -> list[Query]:
+    from datasets import load_from_disk
+
+    return from_dataset(load_from_disk(str(path)))

@@ -1,0 +1,329 @@
+"""The zoo: tiny language models trained from scratch on the world, cached on disk.
+
+``load("tiny-arith")`` returns a real ``transformers`` GPT-2 causal LM and a real
+``PreTrainedTokenizerFast`` (byte-level BPE with single-digit tokens, built with the
+``tokenizers`` library). The first call trains it on a corpus of demonstrations of
+every prompt style (:mod:`irlm.tasks`) and saves it with ``save_pretrained``
+(safetensors) under ``$IRLM_CACHE`` (default ``~/.cache/irlm``); later calls load the
+cache. Any other name is passed to ``from_pretrained`` as a Hugging Face model id or
+local path, so the chapters run unchanged on a real model.
+
+Pre-training is plain next-token prediction, :math:`\\min_\\theta -\\sum_t \\log
+\\pi_\\theta(w_t \\mid w_{<t})` over the corpus: behaviour cloning of the demonstrators
+(``book/preliminaries.md``). The budget is small on purpose: the model must be useful
+but imperfect, leaving room for every later method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from irlm.adapters import PLAIN_FORMAT, PlainAdapter
+from irlm.tasks import PROMPTS, make_splits, random_query
+
+PAD, EOS = "<|pad|>", "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Everything that determines a tiny model; its hash names the cache entry."""
+
+    name: str
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 64
+    n_positions: int = 128
+    vocab_size: int = 384
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 5e-3
+    warmup: int = 50
+    weight_decay: float = 0.05
+    seed: int = 0
+    threads: int = 2
+    # share of each prompt style in the corpus: the expert style is the most common,
+    # as careful worked solutions are in real pre-training text; every style is present
+    mix: tuple[tuple[str, float], ...] = (
+        ("columns", 0.25),
+        ("full_sums", 0.15),
+        ("last_to_first", 0.2),
+        ("direct", 0.12),
+        ("round", 0.08),
+        ("genius", 0.1),
+        ("debate", 0.1),
+    )
+    version: int = 1
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+ZOO: dict[str, TinySpec] = {"tiny-arith": TinySpec("tiny-arith")}
+
+
+def cache_root() -> Path:
+    """``$IRLM_CACHE`` or ``~/.cache/irlm``."""
+    return Path(os.environ.get("IRLM_CACHE", Path.home() / ".cache" / "irlm")).expanduser()
+
+
+# --- data and tokenizer ---------------------------------------------------------------------
+
+
+def corpus(n: int, seed: int, mix: tuple[tuple[str, float], ...] = TinySpec.mix) -> list[tuple[str, str]]:
+    """``n`` (prompt, response) demonstrations: random queries, prompt styles drawn by ``mix``.
+
+    Queries of the default validation and test splits never appear, so the models
+    are always evaluated on queries they have not seen.
+    """
+    splits = make_splits()
+    held_out = set(splits.validation) | set(splits.test)
+    unknown = [s for s, _ in mix if s not in PROMPTS]
+    if unknown:
+        raise ValueError(f"unknown prompt styles in mix: {unknown}; allowed: {sorted(PROMPTS)}")
+    rng, adapter, out = random.Random(seed), PlainAdapter(), []
+    styles, weights = [s for s, _ in mix], [w for _, w in mix]
+    while len(out) < n:
+        q = random_query(rng)
+        if q in held_out:
+            continue
+        p = PROMPTS[rng.choices(styles, weights)[0]]
+        out.append((adapter.prompt(q, p.id), p.demonstrate(q)))
+    return out
+
+
+def build_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE (GPT-2 style) whose digits are always single tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS)
+    fast.padding_side = "left"
+    return fast
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def deterministic(threads: int):
+    """Fixed thread count and deterministic kernels inside the block; restored after."""
+    before_threads, before_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before_threads)
+        torch.use_deterministic_algorithms(before_det)
+
+
+def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """``(prompt ids, response ids + eos)`` per pair, tokenized apart as sampling sees
+    them: the prompt is encoded, then the response is generated."""
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    responses = tokenizer([r for _, r in pairs], add_special_tokens=False)["input_ids"]
+    return [(p, r + [tokenizer.eos_token_id]) for p, r in zip(prompts, responses)]
+
+
+def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """Right-padded ``(input_ids, attention_mask, labels)``. Labels are -100 (ignored by the
+    loss) on prompt tokens and padding: the model learns to *respond*, not to guess queries."""
+    width = max(len(p) + len(r) for p, r in rows)
+    ids = torch.tensor([p + r + [pad_id] * (width - len(p) - len(r)) for p, r in rows])
+    mask = torch.tensor([[1] * (len(p) + len(r)) + [0] * (width - len(p) - len(r)) for p, r in rows])
+    labels = torch.tensor([[-100] * len(p) + r + [-100] * (width - len(p) - len(r)) for p, r in rows])
+    return ids, mask, labels
+
+
+def train_tiny(spec: TinySpec, progress: bool = True):
+    """Train ``spec`` from scratch; returns ``(model, tokenizer, info)``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    start = time.perf_counter()
+    pairs = corpus(spec.steps * spec.batch_size, seed=spec.seed, mix=spec.mix)
+    tokenizer = build_tokenizer([p + r for p, r in pairs[:20000]], spec.vocab_size)
+    rows = encode_pairs(tokenizer, pairs)
+    if max(len(p) + len(r) for p, r in rows) > spec.n_positions:
+        raise ValueError(f"corpus rows exceed n_positions={spec.n_positions}")
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=spec.n_positions,
+        n_embd=spec.n_embd,
+        n_layer=spec.n_layer,
+        n_head=spec.n_head,
+        activation_function="gelu",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config.irlm_format = PLAIN_FORMAT
+    random.Random(spec.seed).shuffle(rows)
+    losses = []
+    with deterministic(spec.threads):
+        torch.manual_seed(spec.seed)
+        model = GPT2LMHeadModel(config)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / spec.warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * s / spec.steps)))
+        )
+        bar = tqdm(range(spec.steps), desc=f"training {spec.name}", disable=not progress)
+        for step in bar:
+            batch = rows[step * spec.batch_size : (step + 1) * spec.batch_size]
+            ids, mask, labels = pad_batch(batch, tokenizer.pad_token_id)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    info = {
+        "spec": asdict(spec),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "final_loss": round(float(np.mean(losses[-50:])), 4),
+    }
+    return model, tokenizer, info
+
+
+# --- the cache ------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verify(path: Path, spec: TinySpec) -> str | None:
+    """``None`` if ``path`` holds a complete cache entry for ``spec``, else the reason not."""
+    manifest = path / "manifest.json"
+    if not manifest.exists():
+        return "no manifest.json"
+    try:
+        meta = json.loads(manifest.read_text())
+    except json.JSONDecodeError:
+        return "manifest.json is not valid JSON"
+    if meta.get("digest") != spec.digest():
+        return "it was trained from another spec"
+    for name, digest in meta.get("files", {}).items():
+        f = path / name
+        if not f.exists() or _sha256(f) != digest:
+            return f"{name} is missing or its checksum does not match"
+    if "model.safetensors" not in meta.get("files", {}):
+        return "no model.safetensors"
+    return None
+
+
+def _save_atomically(model, tokenizer, info: dict, spec: TinySpec, final: Path) -> None:
+    """Write into a temporary folder beside ``final``, then swap it in with one rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / "manifest.json").write_text(json.dumps({"digest": spec.digest(), "files": files, **info}, indent=1))
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=final.parent))
+            os.replace(final, trash / "entry")
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_dir(path: Path, device: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+def cache_path(name: str) -> Path:
+    """Where the tiny model ``name`` lives in the cache."""
+    return cache_root() / f"{name}-{ZOO[name].digest()}"
+
+
+def load(name: str = "tiny-arith", device: str = "cpu", progress: bool = True, **hf_kwargs):
+    """``(model, tokenizer)`` for a zoo name, a Hugging Face model id or a local path.
+
+    Zoo models are trained on first use (a few minutes on 2 CPU cores) and cached; a
+    corrupt or mismatched cache entry is retrained with a warning. Other names go to
+    ``AutoModelForCausalLM.from_pretrained`` with safetensors weights only and no
+    remote code (pass ``trust_remote_code=True`` yourself if you trust the repository).
+    """
+    if name not in ZOO:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a zoo name {sorted(ZOO)} or a Hugging Face model id/path")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        hf_kwargs.setdefault("trust_remote_code", False)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, **hf_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=hf_kwargs["trust_remote_code"])
+        except OSError as e:
+            raise ValueError(
+                f"{name!r} is neither a zoo model {sorted(ZOO)} nor a loadable Hugging Face model id or path ({e})"
+            ) from None
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model.to(device).eval(), tokenizer
+
+    from filelock import FileLock
+
+    spec, path = ZOO[name], cache_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        reason = _verify(path, spec) if path.exists() else "not cached yet"
+        if reason is None:
+            try:
+                return _load_dir(path, device)
+            except Exception as e:  # a file that passed its checksum but still fails to load
+                reason = f"it failed to load ({type(e).__name__}: {e})"
+        if path.exists():
+            warnings.warn(f"irlm cache entry {path} is unusable ({reason}); retraining {name}", stacklevel=2)
+        model, tokenizer, info = train_tiny(spec, progress=progress)
+        _save_atomically(model, tokenizer, info, spec, path)
+    return _load_dir(path, device)
+
+
+def info(name: str = "tiny-arith") -> dict:
+    """The training record of a cached zoo model (parameters, seconds, final loss)."""
+    return json.loads((cache_path(name) / "manifest.json").read_text())

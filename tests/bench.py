@@ -1,0 +1,107 @@
+"""`make bench`: the numbers in the README's performance section, measured in one run.
+
+1. base-model training time (fresh, in a temporary cache) and its accuracy on the
+   default test set (greedy and pass@16 at temperature 1, default prompt);
+2. chapter 1's wall time with the model cached;
+3. sampling throughput of ``irlm.sampling.sample`` vs ``model.generate`` with the same
+   settings, tokens per second at batch 64 and 512, and their ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from irlm import tasks, zoo
+from irlm.adapters import PlainAdapter, sample_responses
+from irlm.metrics import accuracy_ci, pass_at_k_curve
+from irlm.sampling import _encode_left_padded, sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_training() -> None:
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["IRLM_CACHE"] = cache
+        start = time.perf_counter()
+        model, tok = zoo.load("tiny-arith")
+        seconds = time.perf_counter() - start
+        test = tasks.make_splits().test
+        greedy = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, temperature=0, batch_size=256)
+        sampled = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, n=16, temperature=1.0, batch_size=512)
+        info = zoo.info("tiny-arith")
+    print(f"training: {seconds:.0f} s for {info['n_params']:,} parameters (final loss {info['final_loss']})")
+    print(f"greedy accuracy, default prompt, {len(test)} default test queries: {accuracy_ci(greedy.correct[:, 0])}")
+    print(f"pass@16 at T=1.0: {pass_at_k_curve(sampled.correct, [16])[0]}")
+
+
+def bench_chapter1() -> None:
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "papermill",
+                "--no-progress-bar",
+                "--cwd",
+                str(ROOT / "notebooks"),
+                str(ROOT / "notebooks/01_universal_sampler.ipynb"),
+                f"{out}/out.ipynb",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    print(f"chapter 1 wall time (model cached): {time.perf_counter() - start:.0f} s")
+
+
+def tokens_per_second(fn) -> float:
+    start = time.perf_counter()
+    n_tokens = fn()
+    return n_tokens / (time.perf_counter() - start)
+
+
+def bench_sampling() -> None:
+    model, tok = zoo.load("tiny-arith")
+    torch.set_num_threads(2)
+    queries = tasks.make_splits().test
+    eos = tok.eos_token_id
+    for batch in (64, 512):
+        prompts = [PlainAdapter().prompt(queries[i % len(queries)], tasks.DEFAULT_PROMPT) for i in range(batch)]
+
+        def ours(prompts: list[str] = prompts, batch: int = batch) -> int:
+            return sample(model, tok, prompts, temperature=1.0, max_new_tokens=64, batch_size=batch).n_tokens
+
+        def hf_generate(prompts: list[str] = prompts) -> int:
+            ids, mask = _encode_left_padded(tok, prompts, model.device)
+            with torch.inference_mode():
+                out = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    do_sample=True,
+                    temperature=1.0,
+                    top_k=0,
+                    max_new_tokens=64,
+                    eos_token_id=eos,
+                    pad_token_id=tok.pad_token_id,
+                )
+            new = out[:, ids.shape[1] :]
+            ended = (new == eos).int()
+            return int(torch.where(ended.any(1), ended.argmax(1) + 1, new.shape[1]).sum())
+
+        ours(), hf_generate()  # warm-up
+        a, b = tokens_per_second(ours), tokens_per_second(hf_generate)
+        print(f"sampling at batch {batch}: irlm {a:,.0f} tokens/s, model.generate {b:,.0f} tokens/s, ratio {a / b:.2f}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    bench_training()
+    bench_chapter1()
+    bench_sampling()

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+
+from irlm import sampling
+from irlm.adapters import PlainAdapter
+from irlm.tasks import Query
+
+PROMPTS = [PlainAdapter().prompt(Query(12, 7, "+"), "columns"), PlainAdapter().prompt(Query(3, 4, "+"), "direct")]
+
+
+def test_sample_shapes_order_and_determinism(tiny_model):
+    model, tok = tiny_model
+    a = sampling.sample(model, tok, PROMPTS * 3, max_new_tokens=8, seed=1, batch_size=4)
+    b = sampling.sample(model, tok, PROMPTS * 3, max_new_tokens=8, seed=1, batch_size=4)
+    assert a.texts == b.texts and len(a.texts) == 6
+    assert all(1 <= len(ids) <= 8 and len(ids) == len(lp) for ids, lp in zip(a.token_ids, a.logprobs))
+    assert all((lp <= 0).all() for lp in a.logprobs)
+    assert a.n_tokens == sum(len(i) for i in a.token_ids)
+
+
+def test_greedy_is_argmax_and_matches_generate(tiny_model):
+    model, tok = tiny_model
+    ours = sampling.sample(model, tok, PROMPTS[:1], temperature=0, max_new_tokens=10)
+    ids = tok(PROMPTS[0], return_tensors="pt", add_special_tokens=False)
+    ref = model.generate(
+        **ids, do_sample=False, max_new_tokens=10, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
+    assert ours.token_ids[0] == ref[0, ids["input_ids"].shape[1] :].tolist()[: len(ours.token_ids[0])]
+
+
+def test_logprobs_match_logprob_of(tiny_model):
+    model, tok = tiny_model
+    out = sampling.sample(model, tok, PROMPTS, max_new_tokens=12, seed=3)
+    scored = sampling.logprob_of(model, tok, PROMPTS, out.token_ids)
+    for lp, ref in zip(out.logprobs, scored):
+        np.testing.assert_allclose(lp, ref, atol=1e-4)
+
+
+def test_batching_and_padding_do_not_change_scores(tiny_model):
+    model, tok = tiny_model
+    alone = sampling.logprob_of(model, tok, PROMPTS[:1], ["7+5"])
+    batched = sampling.logprob_of(model, tok, PROMPTS, ["7+5", "1 2 3 4 5 6 7 8 9"])
+    np.testing.assert_allclose(alone[0], batched[0], atol=1e-4)
+
+
+def test_filter_logits_top_k_and_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(sampling.filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(sampling.filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(sampling.filter_logits(logits, top_p=0.5)).tolist() == [[False, True, True, True]]
+    assert not torch.isinf(sampling.filter_logits(logits, top_p=1.0)).any()
+
+
+def test_top_k_1_is_greedy(tiny_model):
+    model, tok = tiny_model
+    greedy = sampling.sample(model, tok, PROMPTS, temperature=0, max_new_tokens=6)
+    top1 = sampling.sample(model, tok, PROMPTS, temperature=1.5, top_k=1, max_new_tokens=6, seed=9)
+    assert greedy.token_ids == top1.token_ids
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(prompts=[]), "prompts is empty"),
+        (dict(prompts=[""]), "non-empty string"),
+        (dict(temperature=-0.1), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(top_k=-1), "top_k"),
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(batch_size=0), "batch_size"),
+    ],
+)
+def test_sample_bad_input(tiny_model, kwargs, match):
+    model, tok = tiny_model
+    kwargs = {"prompts": PROMPTS, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        sampling.sample(model, tok, **kwargs)
+
+
+def test_logprob_of_bad_input(tiny_model):
+    model, tok = tiny_model
+    with pytest.raises(ValueError, match="equal length"):
+        sampling.logprob_of(model, tok, PROMPTS, ["1"])
+    with pytest.raises(ValueError, match="at least one token"):
+        sampling.logprob_of(model, tok, PROMPTS[:1], [""])

@@ -1,0 +1,50 @@
+"""The base model is useful but imperfect, and which prompt works best depends on the query.
+
+These properties of ``tiny-arith`` are what later chapters rely on. The model is trained
+once per test run (about 3 minutes on 2 cores) and then read from the cache.
+"""
+
+import numpy as np
+import pytest
+
+from irlm import tasks, zoo
+from irlm.adapters import sample_responses
+
+
+@pytest.fixture(scope="module")
+def base():
+    return zoo.load("tiny-arith", progress=False)
+
+
+@pytest.fixture(scope="module")
+def test_queries():
+    return tasks.make_splits().test
+
+
+def test_greedy_accuracy_is_useful_but_imperfect(base, test_queries):
+    model, tok = base
+    greedy = sample_responses(model, tok, test_queries, tasks.DEFAULT_PROMPT, temperature=0, batch_size=250)
+    assert 0.30 <= greedy.correct.mean() <= 0.85
+
+
+def test_pass_at_16_leaves_room_above_greedy(base, test_queries):
+    model, tok = base
+    qs = test_queries[:200]
+    greedy = sample_responses(model, tok, qs, tasks.DEFAULT_PROMPT, temperature=0, batch_size=200)
+    sampled = sample_responses(model, tok, qs, tasks.DEFAULT_PROMPT, n=16, temperature=1.0, batch_size=512)
+    assert sampled.correct.any(axis=1).mean() >= greedy.correct.mean() + 0.15
+
+
+def test_per_query_best_prompt_beats_best_single_prompt(base, test_queries):
+    model, tok = base
+    correct = np.stack(
+        [
+            sample_responses(model, tok, test_queries, p, temperature=0, batch_size=250).correct[:, 0]
+            for p in tasks.PROMPTS
+        ],
+        axis=1,
+    )
+    best_single, oracle = correct.mean(axis=0).max(), correct.any(axis=1).mean()
+    assert oracle >= best_single + 0.10
+    # and the debate prompt hurts
+    assert correct[:, list(tasks.PROMPTS).index("debate")].mean() < best_single - 0.10

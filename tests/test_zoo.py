@@ -1,0 +1,87 @@
+import json
+import time
+
+import pytest
+import torch
+
+from irlm import zoo
+from tests.conftest import TEST_SPEC
+
+
+def test_load_trains_caches_and_reloads(cache):
+    model, tok = zoo.load(TEST_SPEC.name, progress=False)
+    path = zoo.cache_path(TEST_SPEC.name)
+    assert (path / "model.safetensors").exists() and not list(path.glob("*.bin"))
+    assert model.config.irlm_format == "irlm-plain-v1" and tok.pad_token and tok.eos_token
+    start = time.perf_counter()
+    again, _ = zoo.load(TEST_SPEC.name)
+    assert time.perf_counter() - start < 1.0
+    for a, b in zip(model.parameters(), again.parameters()):
+        assert torch.equal(a, b)
+    assert zoo.info(TEST_SPEC.name)["n_params"] == sum(p.numel() for p in model.parameters())
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_training_is_deterministic(cache):
+    a, _, _ = zoo.train_tiny(TEST_SPEC, progress=False)
+    b, _, _ = zoo.train_tiny(TEST_SPEC, progress=False)
+    for x, y in zip(a.parameters(), b.parameters()):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: (p / "model.safetensors").write_bytes(b"garbage"),
+        lambda p: (p / "manifest.json").unlink(),
+        lambda p: (p / "manifest.json").write_text("{not json"),
+        lambda p: (p / "manifest.json").write_text(
+            json.dumps({**json.loads((p / "manifest.json").read_text()), "digest": "another-spec"})
+        ),
+    ],
+    ids=["corrupt-weights", "no-manifest", "bad-manifest", "mismatched-spec"],
+)
+def test_damaged_cache_is_retrained_with_warning(cache, damage):
+    zoo.load(TEST_SPEC.name, progress=False)
+    damage(zoo.cache_path(TEST_SPEC.name))
+    with pytest.warns(UserWarning, match="retraining"):
+        model, _ = zoo.load(TEST_SPEC.name, progress=False)
+    assert zoo._verify(zoo.cache_path(TEST_SPEC.name), TEST_SPEC) is None
+
+
+def test_crash_mid_save_leaves_old_entry_loadable(cache, monkeypatch):
+    model, tok = zoo.load(TEST_SPEC.name, progress=False)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tok.__class__, "save_pretrained", crash)
+    with pytest.raises(RuntimeError):
+        zoo._save_atomically(model, tok, {}, TEST_SPEC, zoo.cache_path(TEST_SPEC.name))
+    monkeypatch.undo()
+    assert zoo._verify(zoo.cache_path(TEST_SPEC.name), TEST_SPEC) is None
+    assert not [p for p in zoo.cache_root().iterdir() if p.name.startswith(".")]
+
+
+def test_cache_root_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("IRLM_CACHE", str(tmp_path))
+    assert zoo.cache_root() == tmp_path
+
+
+def test_unknown_name_gives_clear_error(cache):
+    with pytest.raises(ValueError, match="neither a zoo model"):
+        zoo.load(str(cache / "no-such-model"))
+
+
+def test_corpus_excludes_held_out_queries():
+    from irlm.tasks import make_splits
+
+    held = {q.text for q in make_splits().test}
+    assert not any(p.split("Q: ")[1].split("\n")[0] in held for p, _ in zoo.corpus(3000, seed=1))
+
+
+def test_tokenizer_splits_digits(tiny_model):
+    _, tok = tiny_model
+    pieces = tok.convert_ids_to_tokens(tok("Q: 1234+56", add_special_tokens=False)["input_ids"])
+    assert [p for p in pieces if p.isdigit()] == list("123456")
+    assert tok.decode(tok("Q: 1234+56\nA: ")["input_ids"]) == "Q: 1234+56\nA: "
