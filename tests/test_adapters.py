@@ -63,7 +63,7 @@ def test_chat_adapter_parses_free_text():
 def test_plain_adapter_for_zoo_models(tiny_model):
     model, tok = tiny_model
     assert isinstance(adapter_for(model, tok), PlainAdapter)
-    assert PlainAdapter().prompt(Query(1, 2, "+"), "direct") == "Answer directly.\nQ: 1+2\nA: "
+    assert PlainAdapter().prompt(Query(1, 2, "+"), "direct") == "Q: 001+002\nAnswer directly.\nA: "
 
 
 def test_sample_responses_bad_input(tiny_model):

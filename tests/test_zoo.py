@@ -55,10 +55,9 @@ def test_crash_mid_save_leaves_old_entry_loadable(cache, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(tok.__class__, "save_pretrained", crash)
-    with pytest.raises(RuntimeError):
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError):
+        patch.setattr(tok.__class__, "save_pretrained", crash)
         zoo._save_atomically(model, tok, {}, TEST_SPEC, zoo.cache_path(TEST_SPEC.name))
-    monkeypatch.undo()
     assert zoo._verify(zoo.cache_path(TEST_SPEC.name), TEST_SPEC) is None
     assert not [p for p in zoo.cache_root().iterdir() if p.name.startswith(".")]
 

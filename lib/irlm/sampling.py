@@ -16,12 +16,13 @@ Chapter 1 uses this module; every later chapter samples through it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 @dataclass
@@ -99,6 +100,17 @@ def _encode_left_padded(tokenizer, prompts: Sequence[str], device) -> tuple[torc
     return input_ids, mask
 
 
+def _cache_arg(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` in recent transformers,
+    ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 @torch.inference_mode()
 def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_tokens, stop, generator):
     device = model.device
@@ -122,8 +134,8 @@ def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_
             input_ids=tok[:, None],
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=out.past_key_values,
             use_cache=True,
+            **{_cache_arg(model): _cache_of(out)},
         )
     tokens_t, logps_t = torch.stack(tokens, 1).cpu(), torch.stack(logps, 1).cpu()
     stop_cpu = stop.cpu()

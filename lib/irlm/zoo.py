@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from irlm.adapters import PLAIN_FORMAT, PlainAdapter
 from irlm.tasks import PROMPTS, make_splits, random_query
@@ -131,6 +131,20 @@ def build_tokenizer(texts: list[str], vocab_size: int):
 
 
 @contextlib.contextmanager
+def quiet_transformers():
+    """No per-shard progress bars from ``transformers`` while loading or saving a tiny model."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def deterministic(threads: int):
     """Fixed thread count and deterministic kernels inside the block; restored after."""
     before_threads, before_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -191,6 +205,7 @@ def train_tiny(spec: TinySpec, progress: bool = True):
     with deterministic(spec.threads):
         torch.manual_seed(spec.seed)
         model = GPT2LMHeadModel(config)
+        model.loss_type = "ForCausalLM"  # the standard shifted cross-entropy, named to silence a warning
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -251,7 +266,8 @@ def _save_atomically(model, tokenizer, info: dict, spec: TinySpec, final: Path) 
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with quiet_transformers():
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "manifest.json").write_text(json.dumps({"digest": spec.digest(), "files": files, **info}, indent=1))
@@ -267,7 +283,8 @@ def _save_atomically(model, tokenizer, info: dict, spec: TinySpec, final: Path) 
 def _load_dir(path: Path, device: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
