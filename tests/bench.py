@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_training() -> None:
+    before = os.environ.get("IRLM_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["IRLM_CACHE"] = cache
         start = time.perf_counter()
@@ -36,6 +37,10 @@ def bench_training() -> None:
         greedy = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, temperature=0, batch_size=256)
         sampled = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, n=16, temperature=1.0, batch_size=512)
         info = zoo.info("tiny-arith")
+    if before is None:
+        del os.environ["IRLM_CACHE"]
+    else:
+        os.environ["IRLM_CACHE"] = before
     print(f"training: {seconds:.0f} s for {info['n_params']:,} parameters (final loss {info['final_loss']})")
     print(f"greedy accuracy, default prompt, {len(test)} default test queries: {accuracy_ci(greedy.correct[:, 0])}")
     print(f"pass@16 at T=1.0: {pass_at_k_curve(sampled.correct, [16])[0]}")

@@ -80,10 +80,6 @@ class Responses:
     correct: np.ndarray  # bool, shape (n_queries, n)
     samples: Samples
 
-    @property
-    def n(self) -> int:
-        return self.correct.shape[1]
-
 
 def sample_responses(
     model,

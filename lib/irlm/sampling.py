@@ -117,7 +117,7 @@ def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_
     input_ids, mask = _encode_left_padded(tokenizer, prompts, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    stop = stop.to(device)
+    stop, cache_arg = stop.to(device), _cache_arg(model)
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     tokens, logps = [], []
     for _ in range(max_new_tokens):
@@ -135,7 +135,7 @@ def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
-            **{_cache_arg(model): _cache_of(out)},
+            **{cache_arg: _cache_of(out)},
         )
     tokens_t, logps_t = torch.stack(tokens, 1).cpu(), torch.stack(logps, 1).cpu()
     stop_cpu = stop.cpu()

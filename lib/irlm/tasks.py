@@ -58,10 +58,6 @@ class Query:
         """Carries (addition) or borrows (subtraction): the second axis of difficulty."""
         return sum(1 for step in column_steps(self) if step[3] >= 10 or step[3] < 0)
 
-    @property
-    def difficulty(self) -> str:
-        return f"{self.n_digits}d"
-
     @classmethod
     def parse(cls, text: str) -> Query:
         """Inverse of :attr:`text`, e.g. ``Query.parse("347+285")``."""
