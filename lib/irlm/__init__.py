@@ -7,6 +7,7 @@ One module per idea, each serving a chapter or two:
 * :mod:`irlm.adapters` query + instruction -> model text, and the answer back
 * :mod:`irlm.sampling` batched sampling with a KV cache; log-probabilities of text
 * :mod:`irlm.metrics`  accuracy with bootstrap CIs, pass@k, diversity, entropy
+* :mod:`irlm.prompting` every prompt on every query: accuracy, oracle, best single prompt
 * :mod:`irlm.plot`     the book's one plotting style
 """
 
