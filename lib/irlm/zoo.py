@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from irlm.adapters import PLAIN_FORMAT, PlainAdapter
+from irlm.sft import behaviour_clone, deterministic
 from irlm.tasks import PROMPTS, make_splits, random_query
 
 PAD, EOS = "<|pad|>", "<|endoftext|>"
@@ -144,37 +144,6 @@ def quiet_transformers():
             logging.enable_progress_bar()
 
 
-@contextlib.contextmanager
-def deterministic(threads: int):
-    """Fixed thread count and deterministic kernels inside the block; restored after."""
-    before_threads, before_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before_threads)
-        torch.use_deterministic_algorithms(before_det)
-
-
-def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-    """``(prompt ids, response ids + eos)`` per pair, tokenized apart as sampling sees
-    them: the prompt is encoded, then the response is generated."""
-    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
-    responses = tokenizer([r for _, r in pairs], add_special_tokens=False)["input_ids"]
-    return [(p, r + [tokenizer.eos_token_id]) for p, r in zip(prompts, responses)]
-
-
-def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
-    """Right-padded ``(input_ids, attention_mask, labels)``. Labels are -100 (ignored by the
-    loss) on prompt tokens and padding: the model learns to *respond*, not to guess queries."""
-    width = max(len(p) + len(r) for p, r in rows)
-    ids = torch.tensor([p + r + [pad_id] * (width - len(p) - len(r)) for p, r in rows])
-    mask = torch.tensor([[1] * (len(p) + len(r)) + [0] * (width - len(p) - len(r)) for p, r in rows])
-    labels = torch.tensor([[-100] * len(p) + r + [-100] * (width - len(p) - len(r)) for p, r in rows])
-    return ids, mask, labels
-
-
 def train_tiny(spec: TinySpec, progress: bool = True):
     """Train ``spec`` from scratch; returns ``(model, tokenizer, info)``."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -182,9 +151,6 @@ def train_tiny(spec: TinySpec, progress: bool = True):
     start = time.perf_counter()
     pairs = corpus(spec.steps * spec.batch_size, seed=spec.seed, mix=spec.mix)
     tokenizer = build_tokenizer([p + r for p, r in pairs[:20000]], spec.vocab_size)
-    rows = encode_pairs(tokenizer, pairs)
-    if max(len(p) + len(r) for p, r in rows) > spec.n_positions:
-        raise ValueError(f"corpus rows exceed n_positions={spec.n_positions}")
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=spec.n_positions,
@@ -200,31 +166,24 @@ def train_tiny(spec: TinySpec, progress: bool = True):
         pad_token_id=tokenizer.pad_token_id,
     )
     config.irlm_format = PLAIN_FORMAT
-    random.Random(spec.seed).shuffle(rows)
-    losses = []
     with deterministic(spec.threads):
         torch.manual_seed(spec.seed)
         model = GPT2LMHeadModel(config)
-        model.loss_type = "ForCausalLM"  # the standard shifted cross-entropy, named to silence a warning
-        model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / spec.warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * s / spec.steps)))
-        )
-        bar = tqdm(range(spec.steps), desc=f"training {spec.name}", disable=not progress)
-        for step in bar:
-            batch = rows[step * spec.batch_size : (step + 1) * spec.batch_size]
-            ids, mask, labels = pad_batch(batch, tokenizer.pad_token_id)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    model.eval()
+    model.loss_type = "ForCausalLM"  # the standard shifted cross-entropy, named to silence a warning
+    losses = behaviour_clone(
+        model,
+        tokenizer,
+        pairs,
+        steps=spec.steps,
+        batch_size=spec.batch_size,
+        lr=spec.lr,
+        warmup=spec.warmup,
+        weight_decay=spec.weight_decay,
+        seed=spec.seed,
+        threads=spec.threads,
+        progress=progress,
+        desc=f"training {spec.name}",
+    )
     info = {
         "spec": asdict(spec),
         "n_params": sum(p.numel() for p in model.parameters()),
