@@ -1,0 +1,175 @@
+"""Rejection sampling with reward models (chapter 4).
+
+Best-of-N draws :math:`N` samples from the policy and keeps the one a scorer ranks
+highest. With a perfect scorer (the gold verifier) its accuracy is pass@N; with no scorer
+but agreement among samples it is majority voting (self-consistency); with a learned
+outcome reward model (ORM) it is as good as the ORM's ranking.
+
+Best-of-N moves the policy a known distance: the chosen sample's distribution
+:math:`\\pi_N` satisfies :math:`\\mathrm{KL}(\\pi_N \\| \\pi) = \\log N - \\frac{N-1}{N}`
+(Stiennon et al., 2020; Gao et al., 2022), which lets us plot the gold reward a proxy
+reward model earns against how far it pushed the policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from irlm.sft import deterministic
+
+
+class Choice(NamedTuple):
+    """Best-of-N's pick for each query: the sample's index and the sample itself."""
+
+    index: np.ndarray
+    samples: list
+
+
+def best_of_n(samples: Sequence[Sequence], scores: np.ndarray, n: int) -> Choice:
+    """Among the first ``n`` samples of each query, the one with the highest score.
+
+    ``scores`` has shape ``(queries, >= n)``; ties go to the earliest sample, so the
+    choice is deterministic. Works with any scorer: a verifier, a reward model, a
+    log-probability.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or len(scores) != len(samples):
+        raise ValueError(f"scores must have shape (queries, samples) with {len(samples)} queries, got {scores.shape}")
+    if not 1 <= n <= scores.shape[1]:
+        raise ValueError(f"n must lie in [1, {scores.shape[1]}], got {n}")
+    if np.isnan(scores[:, :n]).any():
+        raise ValueError("scores contain NaN")
+    index = np.argmax(scores[:, :n], axis=1)  # argmax returns the first maximum
+    return Choice(index, [row[i] for row, i in zip(samples, index)])
+
+
+def majority_vote(answers: Sequence[Sequence[Hashable]], n: int) -> np.ndarray:
+    """Self-consistency (Wang et al., 2022): per query, the index of the first of the first
+    ``n`` samples whose answer is the most frequent one; unparsable answers (``None``)
+    only win when nothing else was parsed."""
+    if len(answers) == 0:
+        raise ValueError("answers is empty")
+    out = []
+    for row in answers:
+        if not 1 <= n <= len(row):
+            raise ValueError(f"n must lie in [1, {len(row)}], got {n}")
+        counts = Counter(a for a in row[:n] if a is not None)
+        if not counts:
+            out.append(0)
+            continue
+        top = max(counts.values())
+        out.append(next(i for i, a in enumerate(row[:n]) if a is not None and counts[a] == top))
+    return np.array(out)
+
+
+def best_of_n_kl(n: int | np.ndarray) -> float | np.ndarray:
+    """:math:`\\mathrm{KL}(\\pi_{\\text{best-of-}N} \\| \\pi) = \\log N - (N - 1)/N` for a
+    continuous reward without ties."""
+    n_arr = np.asarray(n, dtype=float)
+    if (n_arr < 1).any():
+        raise ValueError(f"n must be >= 1, got {n}")
+    kl = np.log(n_arr) - (n_arr - 1) / n_arr
+    return float(kl) if kl.ndim == 0 else kl
+
+
+def fit_gao_best_of_n(kl: np.ndarray, gain: np.ndarray) -> tuple[float, float]:
+    """Least-squares fit of Gao et al.'s best-of-N form :math:`R(d) = d(\\alpha - \\beta d)`,
+    :math:`d = \\sqrt{\\mathrm{KL}}`, to gold-reward gains over the initial policy; returns
+    ``(alpha, beta)``. :math:`\\beta > 0` means the gold reward peaks and then falls:
+    over-optimisation of the proxy."""
+    d = np.sqrt(np.asarray(kl, dtype=float))
+    gain = np.asarray(gain, dtype=float)
+    if d.shape != gain.shape or len(d) < 2:
+        raise ValueError("kl and gain must be equal-length arrays with at least two points")
+    design = np.stack([d, -(d**2)], axis=1)
+    (alpha, beta), *_ = np.linalg.lstsq(design, gain, rcond=None)
+    return float(alpha), float(beta)
+
+
+class OutcomeRewardModel(torch.nn.Module):
+    """A causal LM's final hidden state at the last token of (prompt, response), and a
+    linear head: :math:`r_\\phi(x, y) = w^\\top h_\\phi(x, y)_{\\text{last}} + b`, a logit for
+    "this response is correct"."""
+
+    def __init__(self, lm) -> None:
+        super().__init__()
+        self.lm = lm
+        self.head = torch.nn.Linear(lm.config.hidden_size, 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        last = attention_mask.sum(dim=1) - 1  # right padding: the last real token
+        hidden = out.hidden_states[-1][torch.arange(len(last)), last]
+        return self.head(hidden.float()).squeeze(-1)
+
+
+def _encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], device) -> tuple[torch.Tensor, ...]:
+    rows = [
+        tokenizer(p, add_special_tokens=False)["input_ids"] + tokenizer(r, add_special_tokens=False)["input_ids"]
+        for p, r in zip(prompts, responses)
+    ]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    return ids, mask
+
+
+def train_orm(
+    lm,
+    tokenizer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    labels: Sequence[bool],
+    steps: int = 150,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    threads: int = 2,
+    progress: bool = True,
+) -> OutcomeRewardModel:
+    """Fine-tune a copy of ``lm`` plus a linear head with the logistic loss
+    :math:`-[z \\log \\sigma(r) + (1 - z) \\log (1 - \\sigma(r))]` on binary outcome labels
+    :math:`z` (was the response correct?)."""
+    if not (len(prompts) == len(responses) == len(labels)) or len(prompts) == 0:
+        raise ValueError("prompts, responses and labels must be non-empty and of equal length")
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
+    rng = random.Random(seed)
+    with deterministic(threads):
+        torch.manual_seed(seed)
+        orm = OutcomeRewardModel(copy.deepcopy(lm)).to(lm.device)
+        orm.train()
+        opt = torch.optim.AdamW(orm.parameters(), lr=lr, weight_decay=0.0)
+        y_all = torch.tensor([float(z) for z in labels], device=lm.device)
+        for _ in tqdm(range(steps), desc="training the ORM", disable=not progress):
+            idx = rng.sample(range(len(prompts)), min(batch_size, len(prompts)))
+            ids, mask = _encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx], lm.device)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(orm(ids, mask), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return orm.eval()
+
+
+@torch.inference_mode()
+def score(
+    orm: OutcomeRewardModel, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 256
+) -> np.ndarray:
+    """The ORM's reward (a logit) for each (prompt, response)."""
+    if len(prompts) != len(responses) or len(prompts) == 0:
+        raise ValueError("prompts and responses must be non-empty and of equal length")
+    device = next(orm.parameters()).device
+    out = []
+    for s in range(0, len(prompts), batch_size):
+        ids, mask = _encode(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], device)
+        out.append(orm(ids, mask).cpu().numpy())
+    return np.concatenate(out).astype(np.float64)

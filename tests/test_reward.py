@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from irlm import reward
+from irlm.adapters import PlainAdapter
+from irlm.tasks import expert_solution, make_queries, plausible_wrong_answer
+
+
+def test_best_of_n_picks_argmax_first_on_ties():
+    samples = [["a", "b", "c"], ["d", "e", "f"]]
+    scores = np.array([[0.1, 0.9, 0.9], [0.5, 0.2, 0.7]])
+    choice = reward.best_of_n(samples, scores, n=3)
+    assert choice.index.tolist() == [1, 2] and choice.samples == ["b", "f"]
+    assert reward.best_of_n(samples, scores, n=1).index.tolist() == [0, 0]
+    assert reward.best_of_n(samples, scores, n=2).samples == ["b", "d"]
+
+
+@pytest.mark.parametrize(
+    "n, scores", [(0, np.zeros((2, 3))), (4, np.zeros((2, 3))), (1, np.zeros(3)), (2, np.full((2, 3), np.nan))]
+)
+def test_best_of_n_bad_input(n, scores):
+    with pytest.raises(ValueError):
+        reward.best_of_n([["a"] * 3, ["b"] * 3], scores, n)
+
+
+def test_majority_vote():
+    answers = [[1, 2, 2, 1], [None, None, 3, 4], [None, None], [5, 6, 6, 6]]
+    assert reward.majority_vote(answers[:2], n=4).tolist() == [0, 2]
+    assert reward.majority_vote([answers[2]], n=2).tolist() == [0]
+    assert reward.majority_vote([answers[3]], n=2).tolist() == [0]
+    assert reward.majority_vote([answers[3]], n=4).tolist() == [1]
+    with pytest.raises(ValueError):
+        reward.majority_vote([[1]], n=2)
+    with pytest.raises(ValueError):
+        reward.majority_vote([], n=1)
+
+
+def test_best_of_n_kl_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    n, draws = 4, 400_000
+    # best-of-n of a continuous reward: the chosen sample's rank among n uniforms;
+    # its density on [0, 1] is n u^(n-1), so KL = E[log(n u^(n-1))]
+    u = rng.random((draws, n)).max(axis=1)
+    mc = np.mean(np.log(n) + (n - 1) * np.log(u))
+    assert reward.best_of_n_kl(n) == pytest.approx(mc, abs=0.01)
+    assert reward.best_of_n_kl(1) == 0.0
+    assert np.allclose(reward.best_of_n_kl(np.array([1, 2])), [0.0, np.log(2) - 0.5])
+    with pytest.raises(ValueError):
+        reward.best_of_n_kl(0)
+
+
+def test_fit_gao_recovers_parameters():
+    kl = reward.best_of_n_kl(np.array([1, 2, 4, 8, 16, 32, 64]))
+    d = np.sqrt(kl)
+    alpha, beta = reward.fit_gao_best_of_n(kl, d * (0.5 - 0.2 * d))
+    assert alpha == pytest.approx(0.5) and beta == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        reward.fit_gao_best_of_n(kl, d[:3])
+
+
+def test_orm_learns_to_separate_right_from_wrong(tiny_model):
+    model, tok = tiny_model
+    qs = make_queries(40, seed=3)
+    prompts = [PlainAdapter().prompt(q, "columns") for q in qs] * 2
+    responses = [expert_solution(q) for q in qs] + [f"so {plausible_wrong_answer(q)}" for q in qs]
+    labels = [True] * len(qs) + [False] * len(qs)
+    orm = reward.train_orm(model, tok, prompts, responses, labels, steps=40, batch_size=16, lr=3e-3, progress=False)
+    scores = reward.score(orm, tok, prompts, responses)
+    assert scores.shape == (80,) and scores[:40].mean() > scores[40:].mean()
+    again = reward.train_orm(model, tok, prompts, responses, labels, steps=40, batch_size=16, lr=3e-3, progress=False)
+    assert np.array_equal(reward.score(again, tok, prompts, responses), scores)
+
+
+def test_orm_bad_input(tiny_model):
+    model, tok = tiny_model
+    with pytest.raises(ValueError, match="equal length"):
+        reward.train_orm(model, tok, ["a"], ["b", "c"], [True])
+    with pytest.raises(ValueError, match="steps"):
+        reward.train_orm(model, tok, ["a"], ["b"], [True], steps=0)
+    with pytest.raises(ValueError, match="equal length"):
+        reward.score(None, tok, [], [])
