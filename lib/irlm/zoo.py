@@ -262,7 +262,7 @@ def load(name: str = "tiny-arith", device: str = "cpu", progress: bool = True, *
     Zoo models are trained on first use (a few minutes on 2 CPU cores) and cached; a
     corrupt or mismatched cache entry is retrained with a warning. Other names go to
     ``AutoModelForCausalLM.from_pretrained`` with safetensors weights only and no
-    remote code (pass ``trust_remote_code=True`` yourself if you trust the repository).
+    remote code (opt in with the ``trust_remote_code`` keyword if you trust the repository).
     """
     if name not in ZOO:
         if not isinstance(name, str) or not name:
