@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from irlm.sampling import Samples, sample
-from irlm.tasks import MAX_DIGITS, Query, get_prompt
+from irlm.tasks import MAX_DIGITS, Query, get_prompt, parse_answer
 
 PLAIN_FORMAT = "irlm-plain-v1"
 
@@ -35,8 +35,7 @@ class PlainAdapter:
         return f"Q: {query.a:0{width}d}{query.op}{query.b:0{width}d}\n{get_prompt(prompt_id).text}\nA: "
 
     def parse_answer(self, response: str) -> int | None:
-        found = re.findall(r"-?\d+", response)
-        return int(found[-1]) if found else None
+        return parse_answer(response)
 
 
 class ChatAdapter:

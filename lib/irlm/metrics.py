@@ -62,12 +62,18 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def pass_at_k_curve(correct: np.ndarray, ks: Sequence[int], n_boot: int = 1000, seed: int = 0) -> list[CI]:
-    """pass@k for each ``k`` in ``ks``: the mean over queries of the unbiased estimator,
-    with a bootstrap interval over queries. ``correct`` is boolean, shape ``(queries, n)``."""
+def as_grid(correct: np.ndarray) -> np.ndarray:
+    """``correct`` as a boolean ``(queries, samples or prompts)`` array, or a clear error."""
     correct = np.asarray(correct, dtype=bool)
     if correct.ndim != 2 or correct.size == 0:
         raise ValueError(f"correct must be a non-empty (queries, samples) array, got shape {correct.shape}")
+    return correct
+
+
+def pass_at_k_curve(correct: np.ndarray, ks: Sequence[int], n_boot: int = 1000, seed: int = 0) -> list[CI]:
+    """pass@k for each ``k`` in ``ks``: the mean over queries of the unbiased estimator,
+    with a bootstrap interval over queries. ``correct`` is boolean, shape ``(queries, n)``."""
+    correct = as_grid(correct)
     n, cs = correct.shape[1], correct.sum(axis=1)
     return [bootstrap_ci([pass_at_k(n, int(c), int(k)) for c in cs], n_boot=n_boot, seed=seed) for k in ks]
 

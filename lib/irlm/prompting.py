@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from irlm.adapters import sample_responses
+from irlm.metrics import as_grid
 from irlm.tasks import Query, get_prompt, parse_answer
 
 
@@ -52,17 +53,13 @@ def evaluate_prompts(model, tokenizer, queries: Sequence[Query], prompt_ids: Seq
 
 def oracle_correct(correct: np.ndarray) -> np.ndarray:
     """Per query: is *some* prompt right? (The accuracy of the per-query best prompt.)"""
-    correct = np.asarray(correct, dtype=bool)
-    if correct.ndim != 2 or correct.size == 0:
-        raise ValueError(f"correct must be a non-empty (queries, prompts) array, got shape {correct.shape}")
+    correct = as_grid(correct)
     return correct.any(axis=1)
 
 
 def best_single_prompt(correct: np.ndarray) -> int:
     """Index of the prompt with the highest accuracy (the first one on ties)."""
-    correct = np.asarray(correct, dtype=bool)
-    if correct.ndim != 2 or correct.size == 0:
-        raise ValueError(f"correct must be a non-empty (queries, prompts) array, got shape {correct.shape}")
+    correct = as_grid(correct)
     return int(np.argmax(correct.mean(axis=0)))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from irlm.sampling import right_pad
 from irlm.sft import deterministic
 
 
@@ -116,11 +117,8 @@ def _encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], device)
         tokenizer(p, add_special_tokens=False)["input_ids"] + tokenizer(r, add_special_tokens=False)["input_ids"]
         for p, r in zip(prompts, responses)
     ]
-    width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
-    return ids, mask
+    ids, mask = right_pad(rows, tokenizer.pad_token_id)
+    return ids.to(device), mask.to(device)
 
 
 def train_orm(

@@ -100,6 +100,14 @@ def _encode_left_padded(tokenizer, prompts: Sequence[str], device) -> tuple[torc
     return input_ids, mask
 
 
+def right_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``(input_ids, attention_mask)`` for rows of token ids."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
 def _cache_arg(model) -> str:
     """The forward argument that takes the KV cache: ``cache`` in recent transformers,
     ``past_key_values`` before."""
@@ -216,11 +224,7 @@ def logprob_of(
             if not p_ids or not c_ids:
                 raise ValueError("every prompt and completion must have at least one token")
             pairs.append((p_ids, c_ids))
-        width = max(len(p) + len(c) for p, c in pairs)
-        ids = torch.tensor([p + c + [pad] * (width - len(p) - len(c)) for p, c in pairs], device=model.device)
-        mask = torch.tensor(
-            [[1] * (len(p) + len(c)) + [0] * (width - len(p) - len(c)) for p, c in pairs], device=model.device
-        )
+        ids, mask = (t.to(model.device) for t in right_pad([p + c for p, c in pairs], pad))
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
         for row, (p, c) in enumerate(pairs):
             target = torch.tensor(c, device=model.device)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from irlm.sampling import right_pad
+
 
 @contextlib.contextmanager
 def deterministic(threads: int):
@@ -49,9 +51,8 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list
 def pad_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
     """Right-padded ``(input_ids, attention_mask, labels)``. Labels are -100 (ignored by the
     loss) on prompt tokens and padding: the model learns to *respond*, not to guess queries."""
-    width = max(len(p) + len(r) for p, r in rows)
-    ids = torch.tensor([p + r + [pad_id] * (width - len(p) - len(r)) for p, r in rows])
-    mask = torch.tensor([[1] * (len(p) + len(r)) + [0] * (width - len(p) - len(r)) for p, r in rows])
+    ids, mask = right_pad([p + r for p, r in rows], pad_id)
+    width = ids.shape[1]
     labels = torch.tensor([[-100] * len(p) + r + [-100] * (width - len(p) - len(r)) for p, r in rows])
     return ids, mask, labels
 

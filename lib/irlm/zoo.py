@@ -245,10 +245,15 @@ def _load_dir(path: Path, device: str):
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    return model.to(device).eval(), _ready_for_sampling(tokenizer)
+
+
+def _ready_for_sampling(tokenizer):
+    """Left padding (generation appends on the right) and a pad token (eos if none)."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
+    return tokenizer
 
 
 def cache_path(name: str) -> Path:
@@ -277,10 +282,7 @@ def load(name: str = "tiny-arith", device: str = "cpu", progress: bool = True, *
             raise ValueError(
                 f"{name!r} is neither a zoo model {sorted(ZOO)} nor a loadable Hugging Face model id or path ({e})"
             ) from None
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        return model.to(device).eval(), tokenizer
+        return model.to(device).eval(), _ready_for_sampling(tokenizer)
 
     from filelock import FileLock
 
