@@ -10,6 +10,10 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
+# the same CPU kernels on every x86-64 machine (AVX2, not AVX-512), so checked numbers match
+export ATEN_CPU_CAPABILITY := avx2
+export MKL_CBWR := AVX2
+export ONEDNN_MAX_CPU_ISA := AVX2
 
 .PHONY: setup book test lint unit notebooks papermill-test build bench clean
 

@@ -1,4 +1,7 @@
+import platform
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,3 +22,12 @@ def test_seed_everything_repeats_every_generator():
 def test_seed_everything_bad_input(kwargs):
     with pytest.raises(ValueError):
         seed_everything(**kwargs)
+
+
+def test_importing_irlm_pins_cpu_kernels_to_avx2(monkeypatch):
+    for name in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    code = "import irlm, torch; print(torch.backends.cpu.get_cpu_capability())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    if platform.machine().lower() in {"x86_64", "amd64"}:
+        assert out.strip() in {"AVX2", "DEFAULT"}
