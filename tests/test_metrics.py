@@ -61,3 +61,26 @@ def test_diversity_and_entropy():
         metrics.answer_entropy([[]])
     with pytest.raises(ValueError):
         metrics.distinct_answers([])
+
+
+def test_auc_is_the_pairwise_win_rate():
+    rng = np.random.default_rng(2)
+    s, y = rng.integers(0, 5, 60).astype(float), rng.random(60) < 0.4
+    wins = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]
+    assert metrics.auc(s, y) == pytest.approx(np.mean(wins))
+    assert metrics.auc([3, 2, 1], [True, False, False]) == 1.0
+    assert metrics.auc([1, 2, 3], [True, False, False]) == 0.0
+    for bad in [([1, 2], [True, True]), ([1, 2], [True]), ([[1, 2]], [[True, False]])]:
+        with pytest.raises(ValueError):
+            metrics.auc(*bad)
+
+
+def test_within_query_auc_ignores_the_query_level():
+    correct = np.array([[True, False, False], [True, True, True], [False, True, False]])
+    # a scorer that ranks queries perfectly but samples within a query backwards
+    scores = np.array([[0.0, 1.0, 1.0], [9.0, 9.0, 9.0], [5.0, 5.5, 6.0]])
+    assert metrics.within_query_auc(scores, correct) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.within_query_auc(scores[:, :2], correct)
+    with pytest.raises(ValueError, match="both right and wrong"):
+        metrics.within_query_auc(scores[1:2], correct[1:2])

@@ -79,3 +79,20 @@ def test_orm_bad_input(tiny_model):
         reward.train_orm(model, tok, ["a"], ["b"], [True], steps=0)
     with pytest.raises(ValueError, match="equal length"):
         reward.score(None, tok, [], [])
+
+
+def test_flip_labels_flips_at_the_requested_rate():
+    labels = np.zeros(20_000, dtype=bool)
+    assert reward.flip_labels(labels, 0.3, seed=1).mean() == pytest.approx(0.3, abs=0.01)
+    assert np.array_equal(reward.flip_labels(labels, 0.3, seed=1), reward.flip_labels(labels, 0.3, seed=1))
+    assert not reward.flip_labels(labels, 0.0).any() and reward.flip_labels(labels, 1.0).all()
+    with pytest.raises(ValueError, match="rate"):
+        reward.flip_labels(labels, 1.5)
+
+
+def test_rejection_sampling_set_keeps_the_chosen_rows():
+    ds = reward.rejection_sampling_set(["p1", "p2", "p3"], ["r1", "r2", "r3"], [True, False, True])
+    assert ds["prompt"] == ["p1", "p3"] and ds["response"] == ["r1", "r3"]
+    assert len(reward.rejection_sampling_set(["p"], ["r"], [False])) == 0
+    with pytest.raises(ValueError, match="equal length"):
+        reward.rejection_sampling_set(["p"], ["r", "s"], [True])

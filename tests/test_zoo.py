@@ -84,3 +84,10 @@ def test_tokenizer_splits_digits(tiny_model):
     pieces = tok.convert_ids_to_tokens(tok("Q: 1234+56", add_special_tokens=False)["input_ids"])
     assert [p for p in pieces if p.isdigit()] == list("123456")
     assert tok.decode(tok("Q: 1234+56\nA: ")["input_ids"]) == "Q: 1234+56\nA: "
+
+
+def test_data_path_lives_in_the_cache(cache):
+    assert zoo.data_path("rs") == cache / "data" / "rs"
+    for bad in ["", "../x", "a/b", ".hidden"]:
+        with pytest.raises(ValueError, match="plain folder name"):
+            zoo.data_path(bad)

@@ -98,3 +98,32 @@ def answer_entropy(answers: Sequence[Sequence[Hashable]]) -> np.ndarray:
         p = np.array(list(Counter(row).values()), dtype=float) / len(row)
         out.append(float(-(p * np.log(p)).sum()))
     return np.array(out)
+
+
+def auc(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a
+    random negative (ties count half), the Mann-Whitney statistic
+    :math:`\\frac{1}{n_+ n_-} \\sum_{i \\in +} \\sum_{j \\in -} \\big(1[s_i > s_j] + \\tfrac12 1[s_i = s_j]\\big)`."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    if s.ndim != 1 or s.shape != y.shape:
+        raise ValueError(f"scores and labels must be 1-D of equal length, got shapes {s.shape} and {y.shape}")
+    if y.all() or not y.any():
+        raise ValueError("labels need at least one positive and one negative")
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    below = np.searchsorted(neg, pos, side="left")  # negatives strictly below each positive
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (len(pos) * len(neg)))
+
+
+def within_query_auc(scores: np.ndarray, correct: np.ndarray) -> float:
+    """Mean over queries of the AUC among that query's own samples: how well a scorer
+    ranks a right sample above a wrong one *for the same query*, which is all best-of-N
+    uses. Queries whose samples are all right or all wrong are skipped."""
+    correct = as_grid(correct)
+    scores = np.asarray(scores, dtype=float)
+    if scores.shape != correct.shape:
+        raise ValueError(f"scores must have the shape of correct {correct.shape}, got {scores.shape}")
+    mixed = [auc(s, c) for s, c in zip(scores, correct) if 0 < c.sum() < len(c)]
+    if not mixed:
+        raise ValueError("no query has both right and wrong samples")
+    return float(np.mean(mixed))

@@ -71,6 +71,27 @@ def majority_vote(answers: Sequence[Sequence[Hashable]], n: int) -> np.ndarray:
     return np.array(out)
 
 
+def flip_labels(labels: Sequence[bool], rate: float, seed: int = 0) -> np.ndarray:
+    """Noisy annotators: each binary label is flipped independently with probability ``rate``."""
+    if not 0 <= rate <= 1:
+        raise ValueError(f"rate must lie in [0, 1], got {rate}")
+    y = np.asarray(labels, dtype=bool)
+    return y ^ (np.random.default_rng(seed).random(y.shape) < rate)
+
+
+def rejection_sampling_set(prompts: Sequence[str], responses: Sequence[str], keep: Sequence[bool]):
+    """A fine-tuning set (a ``datasets.Dataset`` of ``prompt``, ``response``) of the kept
+    best-of-N choices: rejection sampling turns a scorer into demonstrations for SFT."""
+    from datasets import Dataset
+
+    if not len(prompts) == len(responses) == len(keep):
+        raise ValueError(
+            f"prompts, responses and keep must have equal length, got {len(prompts)}, {len(responses)}, {len(keep)}"
+        )
+    rows = [{"prompt": p, "response": r} for p, r, k in zip(prompts, responses, keep) if k]
+    return Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "response": []})
+
+
 def best_of_n_kl(n: int | np.ndarray) -> float | np.ndarray:
     """:math:`\\mathrm{KL}(\\pi_{\\text{best-of-}N} \\| \\pi) = \\log N - (N - 1)/N` for a
     continuous reward without ties."""

@@ -256,6 +256,13 @@ def _ready_for_sampling(tokenizer):
     return tokenizer
 
 
+def data_path(name: str) -> Path:
+    """Where a chapter saves a data set for a later one (``$IRLM_CACHE/data/<name>``)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name must be a plain folder name, got {name!r}")
+    return cache_root() / "data" / name
+
+
 def cache_path(name: str) -> Path:
     """Where the tiny model ``name`` lives in the cache."""
     return cache_root() / f"{name}-{ZOO[name].digest()}"
