@@ -9,7 +9,6 @@ export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
-export MPLBACKEND := Agg
 # the same CPU kernels on every x86-64 machine (AVX2, not AVX-512), so checked numbers match
 export ATEN_CPU_CAPABILITY := avx2
 export MKL_CBWR := AVX2

@@ -20,11 +20,12 @@ def outputs_text(nb: dict) -> str:
     return "\n".join(chunks)
 
 
-def test_chapter1_with_other_parameters(tmp_path):
-    out = tmp_path / "ch1.ipynb"
-    params = dict(seed=1, n_queries=60, n_samples=8, temperatures=[0.5, 1.0])
+def run_chapter(notebook: str, tmp_path: Path, **params) -> tuple[str, str]:
+    """Execute ``notebooks/<notebook>`` with ``params``; returns its outputs' text and the
+    source of the cell papermill injected."""
+    out = tmp_path / notebook
     pm.execute_notebook(
-        str(ROOT / "notebooks/01_universal_sampler.ipynb"),
+        str(ROOT / "notebooks" / notebook),
         str(out),
         parameters=params,
         cwd=str(ROOT / "notebooks"),
@@ -32,28 +33,57 @@ def test_chapter1_with_other_parameters(tmp_path):
         kernel_name="python3",
     )
     nb = json.loads(out.read_text())
-    text = outputs_text(nb)
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected, "papermill injected no parameters"
+    return outputs_text(nb), "".join(injected[0]["source"])
+
+
+def test_chapter1_with_other_parameters(tmp_path):
+    text, injected = run_chapter(
+        "01_universal_sampler.ipynb", tmp_path, seed=1, n_queries=60, n_samples=8, temperatures=[0.5, 1.0]
+    )
     assert "60 held-out test queries" in text
     assert f"sampled {2 * 60 * 8:,} responses" in text
     assert "'pass@8 (T=1.0)'" in text
-    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert injected and "n_queries = 60" in "".join(injected[0]["source"])
+    assert "n_queries = 60" in injected
 
 
 def test_chapter4_with_other_n_values(tmp_path):
-    out = tmp_path / "ch4.ipynb"
-    params = dict(n_values=[1, 4, 16], n_test=60, n_train=200, orm_steps=150, rs_name="papermill-test")
-    pm.execute_notebook(
-        str(ROOT / "notebooks/04_rejection_sampling.ipynb"),
-        str(out),
-        parameters=params,
-        cwd=str(ROOT / "notebooks"),
-        progress_bar=False,
-        kernel_name="python3",
+    text, _ = run_chapter(
+        "04_rejection_sampling.ipynb",
+        tmp_path,
+        n_values=[1, 4, 16],
+        n_test=60,
+        n_train=200,
+        orm_steps=150,
+        rs_name="papermill-test",
     )
-    text = outputs_text(json.loads(out.read_text()))
     assert "best-of-N for N in [1, 4, 16] on 60 held-out test queries" in text
     assert "sampled 960 responses" in text and "N=16" in text and "N=64" not in text
     saved = zoo.data_path("papermill-test-tiny-arith")
     assert saved.exists()
     shutil.rmtree(saved)
+
+
+def test_chapter5_with_other_noise_levels(tmp_path):
+    text, injected = run_chapter(
+        "05_bt_vs_classifier.ipynb",
+        tmp_path,
+        seed=1,
+        n_train_queries=80,
+        n_test_queries=24,
+        test_per_style=2,
+        flip_rates=[0.0, 0.25],
+        default_flip=0.25,
+        pair_counts=[200, 600],
+        default_pairs=600,
+        n_seeds=2,
+        match_counts=[64, 2048],
+        n_arena_seeds=2,
+    )
+    assert "80 training prompts, 24 test prompts with 8 responses each" in text
+    assert "flip rate 0.25: label error rate" in text and "flip rate 0.10" not in text
+    assert "'arena spearman': {64:" in text and "2048:" in text
+    assert "'CLF-GBDT gain (flip 0.25)'" in text
+    assert f"noise sweep: {2 * 2 * 2 * 3} reward models" in text  # embeddings x flips x seeds x methods
+    assert "flip_rates = [0.0, 0.25]" in injected
