@@ -11,6 +11,7 @@ One module per idea, each serving a chapter or two:
 * :mod:`irlm.sft`      behaviour cloning: the masked NLL, the training loop, LoRA
 * :mod:`irlm.reward`   best-of-N, majority vote, the outcome reward model, best-of-N KL
 * :mod:`irlm.preferences` Bradley-Terry arenas, simulated annotators, BT vs classifier heads
+* :mod:`irlm.offline_irl` prompt reward models from logged outcomes, query-dependent prompt choice
 * :mod:`irlm.plot`     the book's one plotting style
 """
 

@@ -1,0 +1,181 @@
+"""Offline inverse RL for query-dependent prompt optimisation (chapter 6).
+
+Prompt-OIRL (Sun, Hüyük and van der Schaar, 2024) treats logs of past prompt
+evaluations, rows of (query :math:`q`, prompt :math:`p`, was the answer right
+:math:`z`), as demonstrations of which prompt works where.
+
+* The **inverse** step learns a reward model offline, with no model call, by the binary
+  cross-entropy :math:`-\\sum_{(q, p, z)} z \\log r(q, p) + (1 - z) \\log (1 - r(q, p))`,
+  so that :math:`r(q, p) \\approx P(\\text{right} \\mid q, p)`. Its features are an
+  embedding of the query and one of the prompt, concatenated (:func:`pair_features`).
+* The **forward** step picks, for each new query, :math:`\\pi(q) = \\arg\\max_p r(q, p)`
+  (:func:`choose_prompts`): one model call per query, and no access to the answer.
+
+A :class:`CostMeter` counts what each strategy spends: model calls, generated tokens,
+wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from irlm.metrics import as_grid
+from irlm.prompting import PromptGrid
+from irlm.tasks import Query, get_prompt
+
+LOG_COLUMNS = ("query", "a", "b", "op", "prompt_id", "response", "correct")
+
+
+def offline_logs(grid: PromptGrid):  # -> datasets.Dataset
+    """The logs of a prompt evaluation as a ``datasets.Dataset``: one row per
+    (query, prompt) with the response and whether it was right."""
+    from datasets import Dataset
+
+    rows = [
+        {
+            "query": q.text,
+            "a": q.a,
+            "b": q.b,
+            "op": q.op,
+            "prompt_id": p,
+            "response": grid.texts[j][i],
+            "correct": bool(grid.correct[i, j]),
+        }
+        for j, p in enumerate(grid.prompt_ids)
+        for i, q in enumerate(grid.queries)
+    ]
+    return Dataset.from_list(rows)
+
+
+def logs_to_grid(logs, prompt_ids: Sequence[str]) -> tuple[list[Query], np.ndarray]:
+    """Back from logs to ``(queries, correct)``, ``correct[i, j]`` for query ``i`` under
+    ``prompt_ids[j]``, keeping only queries logged under every one of those prompts."""
+    if len(logs) == 0:
+        raise ValueError("the log is empty; evaluate some prompts first (offline_logs)")
+    if len(prompt_ids) == 0:
+        raise ValueError("prompt_ids is empty; pass at least one prompt id")
+    logged = set(logs["prompt_id"])
+    for p in prompt_ids:
+        get_prompt(p)  # raises with the allowed ids
+        if p not in logged:
+            raise ValueError(f"prompt {p!r} is not in the log; logged prompts: {sorted(logged)}")
+    column = {p: j for j, p in enumerate(prompt_ids)}
+    outcomes: dict[Query, dict[int, bool]] = {}
+    for row in logs:
+        if row["prompt_id"] in column:
+            outcomes.setdefault(Query(row["a"], row["b"], row["op"]), {})[column[row["prompt_id"]]] = row["correct"]
+    queries = [q for q, seen in outcomes.items() if len(seen) == len(prompt_ids)]
+    correct = np.array([[outcomes[q][j] for j in range(len(prompt_ids))] for q in queries], dtype=bool)
+    return queries, as_grid(correct)
+
+
+def pair_features(query_features: np.ndarray, prompt_features: np.ndarray) -> np.ndarray:
+    """Every (query, prompt) pair's features, the query's embedding and the prompt's
+    concatenated as in Prompt-OIRL: shape ``(queries, prompts, d_query + d_prompt)``."""
+    q, p = np.asarray(query_features, dtype=np.float32), np.asarray(prompt_features, dtype=np.float32)
+    if q.ndim != 2 or p.ndim != 2 or len(q) == 0 or len(p) == 0:
+        raise ValueError(f"need non-empty 2-D (items, dim) features, got shapes {q.shape} and {p.shape}")
+    return np.concatenate([np.repeat(q[:, None], len(p), 1), np.repeat(p[None], len(q), 0)], axis=-1)
+
+
+class PromptRewardModel:
+    """:math:`r(q, p)`: a binary classifier of "right" on (query, prompt) features."""
+
+    KINDS = ("lightgbm", "mlp")
+
+    def __init__(self, kind: str = "lightgbm", seed: int = 0, threads: int = 2) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        self.kind, self.seed, self.threads = kind, seed, threads
+        self._score = None
+
+    def fit(self, features: np.ndarray, correct: np.ndarray) -> PromptRewardModel:
+        """Fit on ``features`` of shape ``(queries, prompts, d)`` and the ``correct`` grid."""
+        x, y = _flatten(features, correct)
+        if len(np.unique(y)) != 2:
+            raise ValueError("the log needs both right and wrong outcomes to learn from")
+        if self.kind == "lightgbm":
+            import lightgbm
+
+            clf = lightgbm.LGBMClassifier(
+                n_estimators=300,
+                learning_rate=0.05,
+                num_leaves=15,
+                random_state=self.seed,
+                n_jobs=self.threads,
+                deterministic=True,
+                force_row_wise=True,
+                verbose=-1,
+            )
+            clf.fit(x, y)
+            self._score = lambda f: clf.predict_proba(f)[:, 1]
+        else:
+            from irlm.preferences import train_classifier_head
+
+            head = train_classifier_head(
+                x, np.arange(len(x)), y.astype(np.float32), hidden=64, steps=300, seed=self.seed, threads=self.threads
+            )
+            self._score = lambda f: 1.0 / (1.0 + np.exp(-head.score(f)))
+        return self
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """:math:`r(q, p)` for features of shape ``(queries, prompts, d)``: ``(queries, prompts)``."""
+        if self._score is None:
+            raise ValueError("fit the reward model before scoring")
+        f = np.asarray(features, dtype=np.float32)
+        if f.ndim != 3:
+            raise ValueError(f"features must have shape (queries, prompts, dim), got {f.shape}")
+        return np.asarray(self._score(f.reshape(-1, f.shape[-1])), dtype=np.float64).reshape(f.shape[:2])
+
+
+def _flatten(features: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f, c = np.asarray(features, dtype=np.float32), as_grid(correct)
+    if f.ndim != 3 or f.shape[:2] != c.shape:
+        raise ValueError(f"features must have shape (queries, prompts, dim) matching correct {c.shape}, got {f.shape}")
+    return f.reshape(-1, f.shape[-1]), c.reshape(-1).astype(int)
+
+
+def choose_prompts(scores: np.ndarray) -> np.ndarray:
+    """The forward step: per query, the index of the highest-scoring prompt (the first
+    one on ties)."""
+    s = np.asarray(scores, dtype=float)
+    if s.ndim != 2 or s.size == 0:
+        raise ValueError(f"scores must be a non-empty (queries, prompts) array, got shape {s.shape}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    return np.argmax(s, axis=1)
+
+
+def selected_correct(correct: np.ndarray, picks: Sequence[int]) -> np.ndarray:
+    """Was the chosen prompt right, per query?"""
+    c, picks = as_grid(correct), np.asarray(picks)
+    if picks.shape != (len(c),) or picks.min() < 0 or picks.max() >= c.shape[1]:
+        raise ValueError(f"picks must hold one prompt index in [0, {c.shape[1]}) per query ({len(c)})")
+    return c[np.arange(len(c)), picks]
+
+
+@dataclass
+class CostMeter:
+    """What a strategy spends: model calls, generated tokens and wall time. Time what
+    runs inside ``with meter:``; add calls and tokens with :meth:`record`."""
+
+    calls: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def record(self, calls: int, tokens: int = 0) -> None:
+        if calls < 0 or tokens < 0:
+            raise ValueError(f"calls and tokens must be >= 0, got {calls} and {tokens}")
+        self.calls += calls
+        self.tokens += tokens
+
+    def __enter__(self) -> CostMeter:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds += time.perf_counter() - self._start

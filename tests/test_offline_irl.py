@@ -1,0 +1,92 @@
+import time
+
+import numpy as np
+import pytest
+
+from irlm import metrics, offline_irl
+from irlm.prompting import PromptGrid, oracle_correct
+from irlm.tasks import make_queries
+
+PROMPTS = ["direct", "columns", "debate"]
+
+
+def make_grid(n: int = 6, seed: int = 0) -> PromptGrid:
+    queries = make_queries(n, seed=seed)
+    correct = np.random.default_rng(seed).random((n, len(PROMPTS))) < 0.5
+    texts = [[f"{p} on {q.text}" for q in queries] for p in PROMPTS]
+    return PromptGrid(queries, PROMPTS, texts, correct, n_calls=n * len(PROMPTS), n_tokens=0)
+
+
+def test_logs_round_trip_to_the_grid():
+    grid = make_grid()
+    logs = offline_irl.offline_logs(grid)
+    assert len(logs) == 18 and set(logs.column_names) == set(offline_irl.LOG_COLUMNS)
+    queries, correct = offline_irl.logs_to_grid(logs, PROMPTS)
+    assert queries == grid.queries and np.array_equal(correct, grid.correct)
+    queries, correct = offline_irl.logs_to_grid(logs, ["debate", "direct"])
+    assert np.array_equal(correct, grid.correct[:, [2, 0]])
+
+
+def test_logs_to_grid_bad_input():
+    logs = offline_irl.offline_logs(make_grid())
+    with pytest.raises(ValueError, match="allowed"):
+        offline_irl.logs_to_grid(logs, ["no-such-prompt"])
+    with pytest.raises(ValueError, match="not in the log"):
+        offline_irl.logs_to_grid(logs, ["round"])
+    with pytest.raises(ValueError, match="empty"):
+        offline_irl.logs_to_grid(logs.select([]), PROMPTS)
+    with pytest.raises(ValueError, match="prompt_ids is empty"):
+        offline_irl.logs_to_grid(logs, [])
+
+
+def test_pair_features_concatenates_query_and_prompt():
+    q, p = np.arange(6.0).reshape(3, 2), 10 + np.arange(4.0).reshape(2, 2)
+    f = offline_irl.pair_features(q, p)
+    assert f.shape == (3, 2, 4)
+    assert f[2, 1].tolist() == [4.0, 5.0, 12.0, 13.0]
+    with pytest.raises(ValueError, match="2-D"):
+        offline_irl.pair_features(np.zeros(3), p)
+
+
+@pytest.mark.parametrize("kind", offline_irl.PromptRewardModel.KINDS)
+def test_a_reward_model_that_sees_the_truth_chooses_like_the_oracle(kind):
+    rng = np.random.default_rng(1)
+    correct = rng.random((120, 4)) < 0.3
+    features = np.concatenate([correct[..., None], rng.normal(size=(120, 4, 3))], axis=-1)
+    rm = offline_irl.PromptRewardModel(kind, seed=0).fit(features, correct)
+    scores = rm.score(features)
+    assert scores.shape == (120, 4) and metrics.auc(scores.ravel(), correct.ravel()) > 0.99
+    picks = offline_irl.choose_prompts(scores)
+    assert np.array_equal(offline_irl.selected_correct(correct, picks), oracle_correct(correct))
+    assert np.array_equal(offline_irl.PromptRewardModel(kind, seed=0).fit(features, correct).score(features), scores)
+
+
+def test_prompt_reward_model_bad_input():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        offline_irl.PromptRewardModel("xgboost-by-hand")
+    with pytest.raises(ValueError, match="fit the reward model"):
+        offline_irl.PromptRewardModel().score(np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match="both right and wrong"):
+        offline_irl.PromptRewardModel().fit(np.zeros((5, 2, 3)), np.ones((5, 2), dtype=bool))
+    with pytest.raises(ValueError, match="shape"):
+        offline_irl.PromptRewardModel().fit(np.zeros((5, 3, 3)), np.ones((5, 2), dtype=bool))
+
+
+def test_choose_prompts_takes_the_first_best_and_checks_input():
+    assert offline_irl.choose_prompts(np.array([[0.2, 0.9, 0.9], [0.5, 0.1, 0.0]])).tolist() == [1, 0]
+    for bad in [np.zeros(3), np.zeros((0, 2)), np.array([[np.nan, 1.0]])]:
+        with pytest.raises(ValueError):
+            offline_irl.choose_prompts(bad)
+    with pytest.raises(ValueError, match="one prompt index"):
+        offline_irl.selected_correct(np.ones((2, 2), dtype=bool), [0, 2])
+
+
+def test_cost_meter_counts_calls_tokens_and_time():
+    meter = offline_irl.CostMeter()
+    with meter:
+        meter.record(calls=3, tokens=40)
+        time.sleep(0.01)
+    meter.record(calls=2)
+    assert (meter.calls, meter.tokens) == (5, 40) and meter.seconds >= 0.01
+    with pytest.raises(ValueError, match=">= 0"):
+        meter.record(calls=-1)
