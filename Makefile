@@ -49,7 +49,7 @@ notebooks: $(STAMP)
 build: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
 
-## make bench: training time and accuracy, chapter 1 wall time, sampling throughput
+## make bench: training time and accuracy, every chapter's wall time, sampling throughput
 bench: $(STAMP)
 	$(BIN)/python tests/bench.py
 

@@ -2,7 +2,7 @@
 
 1. base-model training time (fresh, in a temporary cache) and its accuracy on the
    default test set (greedy and pass@16 at temperature 1, default prompt);
-2. chapter 1's wall time with the model cached;
+2. every chapter's wall time through papermill, with the model cached;
 3. sampling throughput of ``irlm.sampling.sample`` vs ``model.generate`` with the same
    settings, tokens per second at batch 64 and 512, and their ratio.
 """
@@ -46,24 +46,25 @@ def bench_training() -> None:
     print(f"pass@16 at T=1.0: {pass_at_k_curve(sampled.correct, [16])[0]}")
 
 
-def bench_chapter1() -> None:
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "papermill",
-                "--no-progress-bar",
-                "--cwd",
-                str(ROOT / "notebooks"),
-                str(ROOT / "notebooks/01_universal_sampler.ipynb"),
-                f"{out}/out.ipynb",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    print(f"chapter 1 wall time (model cached): {time.perf_counter() - start:.0f} s")
+def bench_chapters() -> None:
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "papermill",
+                    "--no-progress-bar",
+                    "--cwd",
+                    str(ROOT / "notebooks"),
+                    str(notebook),
+                    f"{out}/out.ipynb",
+                ],
+                check=True,
+                capture_output=True,
+            )
+        print(f"{notebook.stem} wall time (model cached): {time.perf_counter() - start:.0f} s")
 
 
 def tokens_per_second(fn) -> float:
@@ -108,5 +109,5 @@ def bench_sampling() -> None:
 if __name__ == "__main__":
     torch.set_num_threads(2)
     bench_training()
-    bench_chapter1()
+    bench_chapters()
     bench_sampling()
