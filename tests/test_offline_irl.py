@@ -90,3 +90,40 @@ def test_cost_meter_counts_calls_tokens_and_time():
     assert (meter.calls, meter.tokens) == (5, 40) and meter.seconds >= 0.01
     with pytest.raises(ValueError, match=">= 0"):
         meter.record(calls=-1)
+
+
+def test_check_prompt_split():
+    offline_irl.check_prompt_split(["direct", "columns"], ["genius", "ones_first"])
+    for seen, held, match in [
+        (["direct"], [], "at least two"),
+        (["direct", "direct"], [], "at least two"),
+        (["direct", "columns"], ["genius", "genius"], "repeats"),
+        (["direct", "columns"], ["columns"], "both logged and held out"),
+        (["direct", "columns"], ["nope"], "allowed"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            offline_irl.check_prompt_split(seen, held)
+
+
+def test_embed_queries_and_prompts_applies_the_embedder_to_both_texts():
+    queries = make_queries(3, seed=0)
+    qf, pf = offline_irl.embed_queries_and_prompts(lambda texts: np.array([[len(t)] for t in texts]), queries, PROMPTS)
+    assert qf[:, 0].tolist() == [len(q.text) for q in queries]
+    assert pf[:, 0].tolist() == [len("Answer directly."), len("Work column by column with carries."), 30]
+    with pytest.raises(ValueError, match="non-empty"):
+        offline_irl.embed_queries_and_prompts(len, [], PROMPTS)
+
+
+def test_rank_prompts_and_vote_over_top_k():
+    scores = np.array([[0.1, 0.9, 0.5], [0.7, 0.7, 0.2]])
+    order = offline_irl.rank_prompts(scores)
+    assert order.tolist() == [[1, 2, 0], [0, 1, 2]]
+    answers = [[5, 7, 5], [3, 4, None]]
+    assert offline_irl.vote_over_top_k(answers, order, 1).tolist() == [1, 0]
+    assert offline_irl.vote_over_top_k(answers, order, 3).tolist() == [2, 0]  # 5 wins 2:1; a 3-4 tie
+    with pytest.raises(ValueError, match="k must lie"):
+        offline_irl.vote_over_top_k(answers, order, 4)
+    with pytest.raises(ValueError, match="order must have shape"):
+        offline_irl.vote_over_top_k(answers[:1], order, 1)
+    with pytest.raises(ValueError, match="non-empty"):
+        offline_irl.rank_prompts(np.zeros(3))

@@ -87,3 +87,27 @@ def test_chapter5_with_other_noise_levels(tmp_path):
     assert "'CLF-GBDT gain (flip 0.25)'" in text
     assert f"noise sweep: {2 * 2 * 2 * 3} reward models" in text  # embeddings x flips x seeds x methods
     assert "flip_rates = [0.0, 0.25]" in injected
+
+
+def test_chapter6_with_another_prompt_split(tmp_path):
+    seen = ["direct", "columns", "full_sums", "last_to_first"]
+    text, injected = run_chapter(
+        "06_offline_irl_prompting.ipynb",
+        tmp_path,
+        seen_prompts=seen,
+        held_out_prompts=["carry_right_to_left", "column_totals"],
+        n_train=300,
+        n_test=150,
+        max_k=3,
+        log_name="papermill-test-logs",
+    )
+    assert f"logged prompts: {seen}" in text
+    assert "held-out prompts: ['carry_right_to_left', 'column_totals']" in text
+    assert "num_rows: 1200" in text  # 300 queries x 4 logged prompts
+    assert "4 + 2 (paraphrases)" in text and "0.25 of the calls of trying all 4" in text
+    saved = zoo.data_path("papermill-test-logs")
+    from datasets import load_from_disk
+
+    assert set(load_from_disk(str(saved))["prompt_id"]) == set(seen)
+    shutil.rmtree(saved)
+    assert "n_train = 300" in injected

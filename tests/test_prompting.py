@@ -13,6 +13,7 @@ def test_evaluate_prompts_grid(tiny_model):
     assert len(grid.texts) == 2 and len(grid.texts[0]) == 4
     assert set(grid.accuracy()) == {"direct", "columns"}
     assert grid.n_tokens >= 8
+    assert grid.mean_logprob.shape == (4, 2) and (grid.mean_logprob <= 0).all()
 
 
 def test_evaluate_prompts_bad_input(tiny_model):

@@ -79,6 +79,14 @@ def test_get_prompt_unknown_lists_allowed():
         tasks.get_prompt("nope")
 
 
+def test_paraphrases_reword_a_prompt_and_share_its_demonstrator():
+    q = Query(347, 285, "+")
+    for p in tasks.PARAPHRASES.values():
+        parent = tasks.get_prompt(p.paraphrase_of)
+        assert tasks.get_prompt(p.id) is p and p.id not in PROMPTS
+        assert p.text != parent.text and p.demonstrate(q) == parent.demonstrate(q)
+
+
 def test_splits_are_seeded_and_disjoint():
     s = tasks.make_splits(seed=3, n_train=200, n_validation=50, n_test=50)
     assert s == tasks.make_splits(seed=3, n_train=200, n_validation=50, n_test=50)

@@ -48,3 +48,20 @@ def test_per_query_best_prompt_beats_best_single_prompt(base, test_queries):
     assert oracle >= best_single + 0.05  # measured: +0.08 on the default test set
     # and the debate prompt hurts
     assert correct[:, list(tasks.PROMPTS).index("debate")].mean() < best_single - 0.10
+
+
+def test_tiny_arith_ops_best_prompt_depends_on_the_operation(test_queries):
+    """Chapter 6's model: `columns` is best on additions, `full_sums` on subtractions."""
+    model, tok = zoo.load("tiny-arith-ops", progress=False)
+    prompts = ["columns", "full_sums", "carry_right_to_left"]
+    correct = np.stack(
+        [
+            sample_responses(model, tok, test_queries, p, temperature=0, batch_size=250).correct[:, 0]
+            for p in prompts
+        ],
+        axis=1,
+    )
+    add = np.array([q.op == "+" for q in test_queries])
+    assert correct[add, 0].mean() > correct[add, 1].mean() + 0.3  # measured: 0.80 vs 0.22 (300 queries)
+    assert correct[~add, 1].mean() > correct[~add, 0].mean() + 0.2  # measured: 0.58 vs 0.23
+    assert correct[add, 2].mean() > 0.4  # a paraphrase the model learned: measured 0.70

@@ -91,3 +91,41 @@ def test_data_path_lives_in_the_cache(cache):
     for bad in ["", "../x", "a/b", ".hidden"]:
         with pytest.raises(ValueError, match="plain folder name"):
             zoo.data_path(bad)
+
+
+def test_corpus_mix_by_op_and_paraphrases():
+    from collections import Counter
+
+    from irlm.tasks import PARAPHRASES
+
+    spec = zoo.ZOO["tiny-arith-ops"]
+    pairs = zoo.corpus(4000, seed=0, spec=spec)
+    styles = Counter(("+" if "+" in p.split("\n")[0] else "-", p.split("\n")[1]) for p, _ in pairs)
+    columns, sums = "Work column by column with carries.", "Add up each column and write the whole column sum."
+    assert styles["+", columns] > 10 * styles["-", columns] and styles["-", sums] > 10 * styles["+", sums]
+    reworded = sum(n for (_, text), n in styles.items() if text in {p.text for p in PARAPHRASES.values()})
+    assert 0.1 < reworded / len(pairs) < 0.25
+    assert zoo.corpus(500, seed=0) == zoo.corpus(500, seed=0, spec=zoo.ZOO["tiny-arith"])
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"mix_by_op": (("*", zoo.TinySpec.mix),)}, "mix_by_op"),
+        ({"mix_by_op": (("+", (("no-such-style", 1.0),)),)}, "no-such-style"),
+        ({"paraphrase_share": 1.5}, "paraphrase_share"),
+    ],
+)
+def test_corpus_bad_spec(change, match):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=match):
+        zoo.corpus(10, seed=0, spec=dataclasses.replace(zoo.ZOO["tiny-arith"], **change))
+
+
+def test_save_dataset_is_quiet_and_round_trips(cache, capsys):
+    from datasets import Dataset, load_from_disk
+
+    path = zoo.save_dataset(Dataset.from_dict({"x": [1, 2]}), "saved")
+    assert path == zoo.data_path("saved") and load_from_disk(str(path))["x"] == [1, 2]
+    assert "Saving" not in capsys.readouterr().err

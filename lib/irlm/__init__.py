@@ -12,11 +12,14 @@ One module per idea, each serving a chapter or two:
 * :mod:`irlm.reward`   best-of-N, majority vote, the outcome reward model, best-of-N KL
 * :mod:`irlm.preferences` Bradley-Terry arenas, simulated annotators, BT vs classifier heads
 * :mod:`irlm.offline_irl` prompt reward models from logged outcomes, query-dependent prompt choice
+* :mod:`irlm.countdown` Countdown puzzles: legal steps, checkers, exact values, the demonstrator
+* :mod:`irlm.search`  reasoning as search: MCTS with PUCT, step-level beam search, compute budgets
 * :mod:`irlm.plot`     the book's one plotting style
 """
 
 import os
 import platform
+import warnings
 from pathlib import Path
 
 
@@ -38,6 +41,8 @@ def _pin_cpu_kernels() -> None:
 
 
 _pin_cpu_kernels()
+# text progress bars work without ipywidgets; tqdm.auto's advice to install it is noise
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from irlm.seeding import seed_everything  # noqa: E402  (after the kernels are pinned)
 

@@ -10,6 +10,8 @@ evaluations, rows of (query :math:`q`, prompt :math:`p`, was the answer right
   embedding of the query and one of the prompt, concatenated (:func:`pair_features`).
 * The **forward** step picks, for each new query, :math:`\\pi(q) = \\arg\\max_p r(q, p)`
   (:func:`choose_prompts`): one model call per query, and no access to the answer.
+  With a budget of :math:`K` calls, :func:`vote_over_top_k` asks the :math:`K` prompts
+  ranked highest and keeps the most common answer.
 
 A :class:`CostMeter` counts what each strategy spends: model calls, generated tokens,
 wall time.
@@ -18,16 +20,31 @@ wall time.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from irlm.metrics import as_grid
 from irlm.prompting import PromptGrid
+from irlm.reward import majority_vote
 from irlm.tasks import Query, get_prompt
 
 LOG_COLUMNS = ("query", "a", "b", "op", "prompt_id", "response", "correct")
+
+
+def check_prompt_split(seen: Sequence[str], held_out: Sequence[str]) -> None:
+    """Raise unless the logged (``seen``) and ``held_out`` prompts are known ids, without
+    repeats, disjoint, and at least two are logged (one prompt leaves nothing to choose)."""
+    for p in [*seen, *held_out]:
+        get_prompt(p)  # raises with the allowed ids
+    if len(set(seen)) < 2 or len(set(seen)) != len(seen):
+        raise ValueError(f"seen_prompts needs at least two distinct prompt ids, got {list(seen)}")
+    if len(set(held_out)) != len(held_out):
+        raise ValueError(f"held_out_prompts repeats a prompt: {list(held_out)}")
+    both = sorted(set(seen) & set(held_out))
+    if both:
+        raise ValueError(f"a prompt cannot be both logged and held out: {both}")
 
 
 def offline_logs(grid: PromptGrid):  # -> datasets.Dataset
@@ -71,6 +88,18 @@ def logs_to_grid(logs, prompt_ids: Sequence[str]) -> tuple[list[Query], np.ndarr
     queries = [q for q, seen in outcomes.items() if len(seen) == len(prompt_ids)]
     correct = np.array([[outcomes[q][j] for j in range(len(prompt_ids))] for q in queries], dtype=bool)
     return queries, as_grid(correct)
+
+
+def embed_queries_and_prompts(
+    embed: Callable[[list[str]], np.ndarray], queries: Sequence[Query], prompt_ids: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(query_features, prompt_features)``: ``embed`` applied to the query texts
+    (``"57-28"``) and to the prompts' instruction texts. ``embed`` maps a list of texts
+    to an ``(n, d)`` array: a sentence embedder, or a causal LM's hidden state."""
+    if len(queries) == 0 or len(prompt_ids) == 0:
+        raise ValueError("queries and prompt_ids must be non-empty")
+    texts = [get_prompt(p).text for p in prompt_ids]  # raises with the allowed ids
+    return np.asarray(embed([q.text for q in queries])), np.asarray(embed(texts))
 
 
 def pair_features(query_features: np.ndarray, prompt_features: np.ndarray) -> np.ndarray:
@@ -156,6 +185,27 @@ def selected_correct(correct: np.ndarray, picks: Sequence[int]) -> np.ndarray:
     if picks.shape != (len(c),) or picks.min() < 0 or picks.max() >= c.shape[1]:
         raise ValueError(f"picks must hold one prompt index in [0, {c.shape[1]}) per query ({len(c)})")
     return c[np.arange(len(c)), picks]
+
+
+def rank_prompts(scores: np.ndarray) -> np.ndarray:
+    """Per query, prompt indices from the highest score to the lowest (stable on ties)."""
+    s = np.asarray(scores, dtype=float)
+    if s.ndim != 2 or s.size == 0:
+        raise ValueError(f"scores must be a non-empty (queries, prompts) array, got shape {s.shape}")
+    return np.argsort(-s, axis=1, kind="stable")
+
+
+def vote_over_top_k(answers: Sequence[Sequence], order: np.ndarray, k: int) -> np.ndarray:
+    """Best-of-K prompts: per query, call the ``k`` prompts ranked first by ``order`` and
+    keep the most common answer, ties to the higher-ranked prompt. Returns the index of
+    the prompt whose answer is kept. ``answers[i][j]`` is prompt ``j``'s answer to query ``i``."""
+    order = np.asarray(order)
+    if order.ndim != 2 or len(order) != len(answers):
+        raise ValueError(f"order must have shape (queries, prompts) with {len(answers)} queries, got {order.shape}")
+    if not 1 <= k <= order.shape[1]:
+        raise ValueError(f"k must lie in [1, {order.shape[1]}], got {k}")
+    ranked = [[row[j] for j in ranks] for row, ranks in zip(answers, order)]
+    return order[np.arange(len(order)), majority_vote(ranked, k)]
 
 
 @dataclass

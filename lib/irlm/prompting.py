@@ -28,6 +28,7 @@ class PromptGrid:
     correct: np.ndarray  # bool, shape (queries, prompts)
     n_calls: int  # model calls made to fill the grid
     n_tokens: int  # tokens generated to fill the grid
+    mean_logprob: np.ndarray | None = None  # the model's confidence in each response, shape (queries, prompts)
 
     def accuracy(self) -> dict[str, float]:
         return dict(zip(self.prompt_ids, self.correct.mean(axis=0).tolist()))
@@ -48,6 +49,7 @@ def evaluate_prompts(model, tokenizer, queries: Sequence[Query], prompt_ids: Seq
         correct=np.stack([r.correct[:, 0] for r in runs], axis=1),
         n_calls=len(queries) * len(prompt_ids),
         n_tokens=sum(r.samples.n_tokens for r in runs),
+        mean_logprob=np.stack([[float(np.mean(lp)) if len(lp) else 0.0 for lp in r.samples.logprobs] for r in runs], 1),
     )
 
 

@@ -145,6 +145,7 @@ class Prompt:
     text: str
     demonstrate: Callable[[Query], str]
     note: str
+    paraphrase_of: str | None = None  # the prompt whose demonstrations this one shares
 
 
 PROMPTS: dict[str, Prompt] = {
@@ -192,12 +193,54 @@ PROMPTS: dict[str, Prompt] = {
 }
 DEFAULT_PROMPT = "columns"
 
+# New words for six of the prompts, with the same demonstrators. Only models whose corpus
+# includes them (``TinySpec.paraphrase_share > 0``) know them; chapter 6 holds them out of
+# its offline logs, as Prompt-OIRL held out prompts, to test a reward model on prompts it
+# never saw evaluated.
+PARAPHRASES: dict[str, Prompt] = {
+    p.id: p
+    for p in [
+        Prompt("just_number", "Give only the number.", _direct, "paraphrase of 'direct'", "direct"),
+        Prompt(
+            "carry_right_to_left",
+            "Go through the columns from the right, carrying as you go.",
+            _columns,
+            "paraphrase of 'columns'",
+            "columns",
+        ),
+        Prompt(
+            "column_totals",
+            "Write each column's total before moving on.",
+            _full_sums,
+            "paraphrase of 'full_sums'",
+            "full_sums",
+        ),
+        Prompt(
+            "ones_first",
+            "Find the digits of the result starting from the ones.",
+            _last_to_first,
+            "paraphrase of 'last_to_first'",
+            "last_to_first",
+        ),
+        Prompt(
+            "round_ten",
+            "Make the second number a round ten first, then correct.",
+            _round_then_adjust,
+            "paraphrase of 'round'",
+            "round",
+        ),
+        Prompt("argue", "Let two experts argue about it.", _debate, "paraphrase of 'debate'", "debate"),
+    ]
+}
+
 
 def get_prompt(prompt_id: str) -> Prompt:
-    """Look up a prompt by id, with an error that lists the allowed ids."""
-    if prompt_id not in PROMPTS:
-        raise ValueError(f"unknown prompt {prompt_id!r}; allowed: {sorted(PROMPTS)}")
-    return PROMPTS[prompt_id]
+    """Look up a prompt (or a paraphrase) by id, with an error that lists the allowed ids."""
+    if prompt_id in PROMPTS:
+        return PROMPTS[prompt_id]
+    if prompt_id in PARAPHRASES:
+        return PARAPHRASES[prompt_id]
+    raise ValueError(f"unknown prompt {prompt_id!r}; allowed: {sorted(PROMPTS) + sorted(PARAPHRASES)}")
 
 
 def expert_solution(query: Query) -> str:
