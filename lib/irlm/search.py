@@ -1,0 +1,284 @@
+"""Reasoning as search: MCTS with PUCT and step-level beam search under a compute budget (chapter 7).
+
+A search only sees a few callables, so it runs the same on a toy tree, on Countdown with an
+exact value (:mod:`irlm.countdown`) or on a language model with a process reward model:
+
+* ``propose(state)`` the candidate next steps, each a :class:`Proposal` ``(step, state,
+  logprob[, tokens])``: the step, the state it leads to and the proposer's log-probability;
+* ``value(state)`` an estimate in ``[0, 1]`` of how good a non-terminal state is (a PRM, the
+  exact value, a rollout);
+* ``is_terminal(state)`` and ``reward(state)``, the score in ``[0, 1]`` of a finished one.
+
+Every call of ``propose`` is paid from a :class:`Budget`, so methods compare at equal compute;
+``value`` and ``reward`` are free (a value function may charge the same budget itself).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+UNITS = ("calls", "tokens")
+
+
+class Proposal(NamedTuple):
+    """A candidate step: the state it leads to, its log-probability and what writing it cost."""
+
+    step: Hashable
+    state: Any
+    logprob: float
+    tokens: int = 1
+
+
+@dataclass
+class Budget:
+    """A hard limit on compute: ``limit`` proposer calls (``unit="calls"``) or tokens, the sum of
+    :attr:`Proposal.tokens` (``unit="tokens"``). A charge that would overrun is refused."""
+
+    limit: int
+    unit: str = "calls"
+    spent: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or self.limit < 1:
+            raise ValueError(f"budget limit must be an int >= 1, got {self.limit!r}")
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
+
+    @property
+    def remaining(self) -> int:
+        return self.limit - self.spent
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
+
+    def cost(self, proposals: Iterable[Proposal]) -> int:
+        """What one ``propose`` call that returned ``proposals`` costs in this budget's unit."""
+        return 1 if self.unit == "calls" else sum(p.tokens for p in proposals)
+
+    def charge(self, amount: int) -> bool:
+        """Spend ``amount`` if it fits in what remains; ``False`` (and nothing spent) if not."""
+        if amount < 0:
+            raise ValueError(f"amount must be >= 0, got {amount}")
+        if amount > self.remaining:
+            return False
+        self.spent += amount
+        return True
+
+
+@dataclass(eq=False)
+class Node:
+    """A node of the search tree: visit count ``N``, value sum ``W`` (so :math:`Q = W / N`),
+    prior ``P`` from the parent's proposals, and ``value``, the node's own evaluation."""
+
+    state: Any
+    step: Hashable = None
+    P: float = 1.0
+    logprob: float = 0.0
+    parent: Node | None = field(default=None, repr=False)
+    children: list[Node] = field(default_factory=list, repr=False)
+    N: int = 0
+    W: float = 0.0
+    value: float | None = None
+    terminal: bool = False
+    expanded: bool = False
+    exhausted: bool = False  # the node and everything below it have been evaluated
+
+    @property
+    def Q(self) -> float:
+        return self.W / self.N if self.N else 0.0
+
+    @property
+    def depth(self) -> int:
+        return 0 if self.parent is None else self.parent.depth + 1
+
+
+class Result(NamedTuple):
+    """A search's answer: the best terminal state found (``None`` if none), its reward, the
+    compute spent and the tree it grew."""
+
+    best: Any
+    reward: float | None
+    spent: int
+    tree: Node
+
+
+def _as_budget(budget: Budget | int) -> Budget:
+    return budget if isinstance(budget, Budget) else Budget(budget)
+
+
+def _softmax(logprobs: list[float]) -> list[float]:
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    return [w / sum(weights) for w in weights]
+
+
+def _expand(node: Node, propose: Callable, is_terminal: Callable, budget: Budget) -> bool:
+    """Give ``node`` one child per distinct proposed step, with priors :math:`P = \\mathrm{softmax}(\\log p)`.
+    ``False``, and nothing changes, if the budget cannot pay for the call."""
+    if budget.exhausted:
+        return False
+    proposals = [Proposal(*p) for p in propose(node.state)]
+    if not budget.charge(budget.cost(proposals)):
+        return False
+    first: dict[Hashable, Proposal] = {}
+    for p in proposals:
+        first.setdefault(p.step, p)
+    unique = list(first.values())
+    priors = _softmax([p.logprob for p in unique]) if unique else []
+    node.children = [
+        Node(p.state, p.step, prior, p.logprob, parent=node, terminal=is_terminal(p.state))
+        for p, prior in zip(unique, priors)
+    ]
+    node.expanded = True
+    return True
+
+
+def _mark_exhausted(node: Node | None) -> None:
+    while node is not None and (node.terminal or node.expanded) and all(c.exhausted for c in node.children):
+        node.exhausted = True
+        node = node.parent
+
+
+def puct(child: Node, parent_visits: int, c_puct: float) -> float:
+    """The PUCT score :math:`Q(s, a) + c_{\\text{puct}} P(s, a) \\sqrt{N(s)} / (1 + N(s, a))`,
+    with :math:`Q = 0` for an unvisited child."""
+    return child.Q + c_puct * child.P * math.sqrt(parent_visits) / (1 + child.N)
+
+
+def mcts(
+    root: Any,
+    propose: Callable[[Any], Iterable[Proposal]],
+    value: Callable[[Any], float],
+    is_terminal: Callable[[Any], bool],
+    reward: Callable[[Any], float],
+    budget: Budget | int,
+    c_puct: float = 1.0,
+    max_simulations: int = 10_000,
+    stop_at: float | None = None,
+) -> Result:
+    """Monte Carlo tree search with the PUCT rule of AlphaGo Zero (Silver et al., 2017).
+
+    Each simulation (1) *selects* from the root down to a leaf, at each node the child that
+    maximises :func:`puct`, :math:`Q(s,a) + c_{\\text{puct}} P(s,a) \\sqrt{N(s)}/(1 + N(s,a))`
+    (UCT's optimism, Kocsis & Szepesvari 2006, weighted by the proposer's prior);
+    (2) *expands* a new leaf by one call of ``propose``, its priors the softmax of the
+    proposals' log-probabilities; (3) *evaluates* it, ``value(s)`` or ``reward(s)`` at a
+    terminal; (4) *backs up* :math:`v`: :math:`N \\mathrel{+}= 1, W \\mathrel{+}= v` on the path,
+    so :math:`Q = W/N` is the mean evaluation below each edge. An unvisited child counts as
+    :math:`Q = 0`, the worst value, so among untried steps the prior decides.
+
+    Stops when the budget cannot pay for an expansion, after ``max_simulations``, when the
+    whole tree has been evaluated, or once a terminal with reward ``>= stop_at`` is found.
+    ``best`` is the terminal with the highest reward found (the first on ties); the most
+    visited line is :func:`most_visited_path`; ``tree.N`` counts the simulations.
+    """
+    budget = _as_budget(budget)
+    if c_puct < 0:
+        raise ValueError(f"c_puct must be >= 0, got {c_puct}")
+    if max_simulations < 1:
+        raise ValueError(f"max_simulations must be >= 1, got {max_simulations}")
+    tree, best = Node(root, terminal=is_terminal(root)), None
+    for _ in range(max_simulations):
+        node = tree
+        while node.children:
+            node = max(node.children, key=lambda c, n=node: puct(c, n.N, c_puct))  # first on ties
+        if node.value is None:
+            if not node.terminal and not _expand(node, propose, is_terminal, budget):
+                break
+            node.value = float(reward(node.state) if node.terminal else value(node.state))
+            if node.terminal and (best is None or node.value > best.value):
+                best = node
+            _mark_exhausted(node)
+        for n in _path(node):
+            n.N += 1
+            n.W += node.value
+        if tree.exhausted or (stop_at is not None and best is not None and best.value >= stop_at):
+            break
+    return _result(best, budget, tree)
+
+
+def _result(best: Node | None, budget: Budget, tree: Node) -> Result:
+    if best is None:
+        return Result(None, None, budget.spent, tree)
+    return Result(best.state, best.value, budget.spent, tree)
+
+
+def _path(node: Node | None) -> list[Node]:
+    """``node`` and its ancestors up to the root."""
+    out = []
+    while node is not None:
+        out.append(node)
+        node = node.parent
+    return out
+
+
+def beam_search(
+    root: Any,
+    propose: Callable[[Any], Iterable[Proposal]],
+    value: Callable[[Any], float],
+    is_terminal: Callable[[Any], bool],
+    reward: Callable[[Any], float],
+    budget: Budget | int,
+    beam_width: int = 4,
+) -> Result:
+    """Step-level beam search: expand every unfinished state of the beam, score each child
+    (``value``, or ``reward`` if it is terminal) and keep the ``beam_width`` best of the
+    children and the beam's finished states (stable: earlier proposals win ties), until the
+    beam is all finished, empty, or the budget cannot pay. ``beam_width=1`` is greedy
+    decoding by value. ``best`` is the terminal with the highest reward ever scored."""
+    budget = _as_budget(budget)
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    tree = Node(root, terminal=is_terminal(root))
+    tree.value = float(reward(root) if tree.terminal else value(root))
+    beam, best, paid = [tree], (tree if tree.terminal else None), True
+    while paid and any(not n.terminal for n in beam):
+        candidates = []
+        for node in beam:
+            if not node.terminal:
+                paid = _expand(node, propose, is_terminal, budget)
+                if not paid:
+                    break
+            candidates += [node] if node.terminal else node.children
+        for child in candidates:
+            if child.value is None:
+                child.value = float(reward(child.state) if child.terminal else value(child.state))
+            if child.terminal and (best is None or child.value > best.value):
+                best = child
+        beam = sorted(candidates, key=lambda n: n.value, reverse=True)[:beam_width] if paid else beam
+    return _result(best, budget, tree)
+
+
+def most_visited_path(tree: Node) -> list[Node]:
+    """From the root, the most visited child (the first on ties) while it has been visited:
+    the line MCTS believes in (AlphaZero plays its first move)."""
+    path = [tree]
+    while path[-1].children:
+        child = max(path[-1].children, key=lambda c: c.N)
+        if child.N == 0:
+            break
+        path.append(child)
+    return path
+
+
+def tree_edges(tree: Node, max_depth: int | None = None, min_visits: int = 0) -> list[tuple[Node, Node]]:
+    """The tree as ``(parent, child)`` edges in breadth-first order, for drawing: children
+    visited fewer than ``min_visits`` times (and all below them) and nodes deeper than
+    ``max_depth`` are left out."""
+    if max_depth is not None and max_depth < 0:
+        raise ValueError(f"max_depth must be >= 0 or None, got {max_depth}")
+    edges, queue = [], deque([tree])
+    while queue:
+        node = queue.popleft()
+        if max_depth is not None and node.depth >= max_depth:
+            continue
+        for child in node.children:
+            if child.N >= min_visits:
+                edges.append((node, child))
+                queue.append(child)
+    return edges

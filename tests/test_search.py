@@ -1,0 +1,194 @@
+import math
+import random
+
+import pytest
+
+from irlm import countdown as cd
+from irlm import search
+from irlm.search import Budget, Proposal
+
+# A toy tree: states are strings over "abc", terminal at length 3, and only "bca" is right.
+# The proposer prefers "a" (p = 0.6, 0.3, 0.1), so the answer is a priori unlikely (p = 0.018).
+SOLUTION = "bca"
+PRIOR = {"a": 0.6, "b": 0.3, "c": 0.1}
+
+
+def propose(state):
+    return [Proposal(x, state + x, math.log(p)) for x, p in PRIOR.items()]
+
+
+def is_terminal(state):
+    return len(state) == 3
+
+
+def reward(state):
+    return float(state == SOLUTION)
+
+
+def exact_value(state):
+    return float(SOLUTION.startswith(state))
+
+
+def flat_value(state):
+    return 0.5
+
+
+def counting(fn):
+    def wrapped(state):
+        wrapped.calls += 1
+        return fn(state)
+
+    wrapped.calls = 0
+    return wrapped
+
+
+def test_budget_accounting():
+    b = Budget(10)
+    assert b.charge(4) and b.spent == 4 and b.remaining == 6 and not b.exhausted
+    assert not b.charge(7) and b.spent == 4  # refused, nothing spent
+    assert b.charge(6) and b.exhausted
+    assert Budget(5).cost([Proposal("a", "a", 0.0, 3)] * 2) == 1
+    assert Budget(5, unit="tokens").cost([Proposal("a", "a", 0.0, 3)] * 2) == 6
+
+
+def test_mcts_finds_the_solution_with_an_exact_value():
+    result = search.mcts("", propose, exact_value, is_terminal, reward, budget=20, stop_at=1.0)
+    assert result.best == SOLUTION and result.reward == 1.0 and result.spent <= 20
+
+
+def test_mcts_finds_the_solution_by_exploring_without_a_value_signal():
+    # 13 expansions open the whole tree; the flat value gives no hint, the prior misleads
+    result = search.mcts("", propose, flat_value, is_terminal, reward, budget=13, c_puct=2.0, stop_at=1.0)
+    assert result.best == SOLUTION and result.reward == 1.0 and result.spent <= 13
+    short = search.mcts("", propose, flat_value, is_terminal, reward, budget=3, stop_at=1.0)
+    assert short.best == "aaa" and short.reward == 0.0  # the best terminal it could afford
+
+
+def test_mcts_visits_concentrate_on_the_best_child():
+    result = search.mcts("", propose, exact_value, is_terminal, reward, budget=13, max_simulations=500)
+    root = result.tree
+    visits = {c.step: c.N for c in root.children}
+    assert max(visits, key=visits.get) == "b" and visits["b"] > 0.8 * root.N
+    assert [n.state for n in search.most_visited_path(root)] == ["", "b", "bc", "bca"]
+    assert root.N == 500 and sum(visits.values()) == root.N - 1  # the root's own first evaluation
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 8])
+def test_mcts_and_beam_never_exceed_the_budget(limit):
+    for run in (
+        lambda p, b: search.mcts("", p, flat_value, is_terminal, reward, b),
+        lambda p, b: search.beam_search("", p, flat_value, is_terminal, reward, b, beam_width=3),
+    ):
+        counted = counting(propose)
+        result = run(counted, Budget(limit))
+        assert result.spent == counted.calls <= limit
+
+
+def test_a_token_budget_refuses_the_call_that_would_overrun():
+    def costly(state):
+        return [p._replace(tokens=5) for p in propose(state)]  # 15 tokens a call
+
+    result = search.mcts("", costly, flat_value, is_terminal, reward, Budget(40, unit="tokens"))
+    assert result.spent == 30
+
+
+def test_mcts_is_deterministic_given_the_proposer_seed():
+    def run(seed):
+        rng = random.Random(seed)
+
+        def noisy(state):
+            return [Proposal(x, state + x, rng.gauss(0, 1)) for x in "abc"]
+
+        tree = search.mcts("", noisy, flat_value, is_terminal, reward, budget=8).tree
+        return [(child.state, child.N, child.W) for _, child in search.tree_edges(tree)]
+
+    assert run(0) == run(0) and run(0) != run(1)
+
+
+def test_beam_search_with_an_exact_value_is_greedy_to_the_solution():
+    result = search.beam_search("", propose, exact_value, is_terminal, reward, budget=10, beam_width=1)
+    assert result.best == SOLUTION and result.reward == 1.0 and result.spent == 3
+    # without a value signal ties go to the proposer's order: the wrong "aaa"
+    flat = search.beam_search("", propose, flat_value, is_terminal, reward, budget=10, beam_width=1)
+    assert flat.best == "aaa" and flat.reward == 0.0
+
+
+def test_beam_search_stops_when_the_budget_runs_out():
+    result = search.beam_search("", propose, flat_value, is_terminal, reward, budget=3, beam_width=3)
+    assert result.spent == 3 and result.best is None  # the root and 2 of the 3 states of depth 1
+    result = search.beam_search("", propose, flat_value, is_terminal, reward, budget=5, beam_width=3)
+    assert result.spent == 5 and result.best == "aaa"  # the terminals of the one depth-2 state it paid for
+    full = search.beam_search("", propose, flat_value, is_terminal, reward, budget=100, beam_width=3)
+    assert full.spent == 1 + 3 + 3 and full.best == "aaa"
+
+
+def test_duplicate_proposals_merge_and_terminal_roots_are_answers():
+    def twice(state):
+        return propose(state) + propose(state)[::-1]
+
+    tree = search.mcts("", twice, exact_value, is_terminal, reward, budget=1).tree
+    assert [c.step for c in tree.children] == ["a", "b", "c"]
+    assert math.isclose(sum(c.P for c in tree.children), 1.0) and math.isclose(tree.children[0].P, 0.6)
+    for run in (search.mcts, search.beam_search):
+        result = run("bca", propose, exact_value, is_terminal, reward, 5)
+        assert result.best == "bca" and result.spent == 0
+
+
+def test_tree_edges():
+    result = search.mcts("", propose, flat_value, is_terminal, reward, budget=13, c_puct=2.0)
+    edges = search.tree_edges(result.tree)
+    assert len(edges) == 3 + 9 + 27 and edges[0][0] is result.tree
+    assert len(search.tree_edges(result.tree, max_depth=1)) == 3
+    assert all(child.N >= 2 for _, child in search.tree_edges(result.tree, min_visits=2))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(budget=0), "budget"),
+        (dict(budget=-3), "budget"),
+        (dict(c_puct=-0.1), "c_puct"),
+        (dict(max_simulations=0), "max_simulations"),
+    ],
+)
+def test_mcts_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        search.mcts("", propose, flat_value, is_terminal, reward, **{"budget": 5, **kwargs})
+
+
+def test_beam_search_and_budget_bad_input():
+    with pytest.raises(ValueError, match="beam_width"):
+        search.beam_search("", propose, flat_value, is_terminal, reward, 5, beam_width=0)
+    with pytest.raises(ValueError, match="budget"):
+        search.beam_search("", propose, flat_value, is_terminal, reward, 0)
+    with pytest.raises(ValueError, match="unit"):
+        Budget(5, unit="flops")
+    with pytest.raises(ValueError, match="max_depth"):
+        search.tree_edges(search.Node(""), max_depth=-1)
+
+
+# --- end to end on Countdown: uniform proposals over the legal steps, the exact value -------
+
+
+def propose_legal(state):
+    return [Proposal(step, cd.apply_step(state, step), 0.0) for step in cd.legal_steps(state)]
+
+
+def countdown_reward(state):
+    return float(state.is_solved)
+
+
+@pytest.mark.parametrize("method", ["mcts", "beam"])
+def test_search_solves_countdown_with_the_exact_value(method):
+    for puzzle in cd.make_puzzles(8, seed=7) + cd.make_puzzles(4, seed=7, target=(10, 99)):
+        root = cd.State(puzzle)
+        if method == "mcts":
+            result = search.mcts(
+                root, propose_legal, cd.state_value, lambda s: s.is_terminal, countdown_reward, 100, stop_at=1.0
+            )
+        else:
+            result = search.beam_search(
+                root, propose_legal, cd.state_value, lambda s: s.is_terminal, countdown_reward, 30, beam_width=1
+            )
+            assert result.spent == 3
+        assert result.reward == 1.0 and cd.is_correct(puzzle, result.best.response)
