@@ -4,7 +4,9 @@
    default test set (greedy and pass@16 at temperature 1, default prompt);
 2. every chapter's wall time through papermill, with the model cached;
 3. sampling throughput of ``irlm.sampling.sample`` vs ``model.generate`` with the same
-   settings, tokens per second at batch 64 and 512, and their ratio.
+   settings, tokens per second at batch 64 and 512, and their ratio;
+4. chapter 7's MCTS: LM tokens per second inside the search, with the parent's KV cache
+   reused and with every state re-encoded, and the wall-time ratio of the two.
 """
 
 from __future__ import annotations
@@ -106,8 +108,36 @@ def bench_sampling() -> None:
         print(f"sampling at batch {batch}: irlm {a:,.0f} tokens/s, model.generate {b:,.0f} tokens/s, ratio {a / b:.2f}")
 
 
+def bench_mcts_cache(n_puzzles: int = 40) -> None:
+    from irlm import countdown, search
+    from irlm.proposer import LMProposer
+
+    model, tok = zoo.load("tiny-countdown")
+    puzzles = countdown.make_splits().test[:n_puzzles]
+    seconds = {}
+    for reuse in (True, False):
+        proposer = LMProposer(model, tok, k=16, seed=0, reuse_cache=reuse)
+        start = time.perf_counter()
+        for p in puzzles:
+            search.mcts(
+                countdown.State(p),
+                proposer,
+                countdown.state_value,
+                lambda s: s.is_terminal,
+                lambda s: float(s.is_solved),
+                search.Budget(1500, unit="tokens"),
+                stop_at=1.0,
+                widen=2,
+            )
+        seconds[reuse] = time.perf_counter() - start
+        label = "KV cache of the parent reused" if reuse else "every state re-encoded"
+        print(f"MCTS, {label}: {proposer.tokens / seconds[reuse]:,.0f} LM tokens/s, {seconds[reuse]:.1f} s")
+    print(f"MCTS wall time, re-encoding / reusing the cache: {seconds[False] / seconds[True]:.2f}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     bench_training()
     bench_chapters()
     bench_sampling()
+    bench_mcts_cache()

@@ -59,12 +59,12 @@ def test_apply_and_parse_step_and_the_state_text():
     assert s.text == "Q: 4 7 8 8 -> 24\nA: " and s.response == "" and s.remaining == (4, 7, 8, 8)
     step = cd.parse_step(s, "8-4=4,")
     s = cd.apply_step(s, step)
-    assert s.remaining == (4, 7, 8) and s.text == "Q: 4 7 8 8 -> 24\nA: 8-4=4, " and not s.is_terminal
+    assert s.remaining == (4, 7, 8) and s.text == "Q: 4 7 8 8 -> 24\nA: 8-4=4 [4 7 8], " and not s.is_terminal
     assert cd.parse_step(s, "8-8=0") is None  # only one 8 left
     assert cd.parse_step(s, "eight") is None
     for text in ["7-4=3", "8*3=24"]:
         s = cd.apply_step(s, cd.parse_step(s, text))
-    assert s.is_terminal and s.is_solved and s.response == "8-4=4, 7-4=3, 8*3=24"
+    assert s.is_terminal and s.is_solved and s.response == "8-4=4 [4 7 8], 7-4=3 [3 8], 8*3=24 [24]"
     with pytest.raises(ValueError, match="illegal step"):
         cd.apply_step(State(P), Step(9, "+", 1, 10))
     with pytest.raises(ValueError, match="illegal step"):
@@ -106,11 +106,11 @@ def test_solve_and_random_solution_are_correct():
     puzzles = cd.make_puzzles(200, seed=1)
     rng = random.Random(0)
     for p in puzzles:
-        assert cd.is_correct(p, cd.response_text(cd.solve(p)))
-        assert cd.is_correct(p, cd.response_text(cd.random_solution(p, rng)))
-    assert cd.response_text(cd.solve(P)) == "7+4=11, 11-8=3, 8*3=24"
+        assert cd.is_correct(p, cd.response_text(p, cd.solve(p)))
+        assert cd.is_correct(p, cd.response_text(p, cd.random_solution(p, rng)))
+    assert cd.response_text(P, cd.solve(P)) == "7+4=11 [8 8 11], 11-8=3 [3 8], 8*3=24 [24]"
     assert cd.solve(Puzzle((1, 1, 1, 1), 24)) is None and cd.random_solution(Puzzle((1, 1, 1, 1), 24), rng) is None
-    assert len({cd.response_text(cd.random_solution(P, random.Random(i))) for i in range(30)}) > 3
+    assert len({cd.response_text(P, cd.random_solution(P, random.Random(i))) for i in range(30)}) > 3
 
 
 def test_is_correct():
@@ -169,3 +169,19 @@ def test_splits_are_seeded_and_disjoint():
 def test_make_puzzles_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         cd.make_puzzles(**{"n": 5, "seed": 0, **kwargs})
+
+
+def test_parse_proposal_and_after_text_are_the_environment_half_of_a_step():
+    s = State(Puzzle((4, 7, 8, 8), 24))
+    step = cd.parse_proposal(s, "8-4")
+    assert step == Step(8, "-", 4, 4) and s.after_text(step) == "=4 [4 7 8], "
+    assert cd.parse_proposal(s, "9-4") is None and cd.parse_proposal(s, "8/3") is None
+    assert cd.parse_proposal(s, "8-") is None and cd.parse_proposal(s, "") is None
+    end = State(s.puzzle, (Step(8, "-", 4, 4), Step(7, "-", 4, 3)))
+    assert end.after_text(Step(8, "*", 3, 24)) == "=24 [24]"
+
+
+def test_prefixes_are_the_states_after_each_step():
+    s = State(Puzzle((4, 7, 8, 8), 24), (Step(8, "-", 4, 4), Step(7, "-", 4, 3)))
+    assert [len(x.steps) for x in cd.prefixes(s)] == [1, 2] and cd.prefixes(s)[-1] == s
+    assert cd.prefixes(State(s.puzzle)) == []

@@ -111,3 +111,21 @@ def test_chapter6_with_another_prompt_split(tmp_path):
     assert set(load_from_disk(str(saved))["prompt_id"]) == set(seen)
     shutil.rmtree(saved)
     assert "n_train = 300" in injected
+
+
+def test_chapter7_with_another_budget(tmp_path):
+    text, injected = run_chapter(
+        "07_mcts_reasoning.ipynb",
+        tmp_path,
+        n_test=30,
+        budget=800,
+        prm_puzzles=100,
+        prm_steps=100,
+        traces_name="papermill-test-traces",
+    )
+    assert "30 held-out puzzles, budget 800 LM tokens each" in text
+    assert "solved within 800 tokens" in text and "solved within 1500 tokens" not in text
+    saved = zoo.data_path("papermill-test-traces-tiny-countdown")
+    assert saved.exists()
+    shutil.rmtree(saved)
+    assert "budget = 800" in injected

@@ -25,3 +25,21 @@ def test_label_requires_all_three():
     with pytest.raises(ValueError, match="equal length"):
         plot.line_with_ci(ax, [1, 2, 3], [CI(0, 0, 0)])
     plt.close(fig)
+
+
+def test_draw_tree_places_children_below_their_parent():
+    import matplotlib.pyplot as plt
+
+    from irlm.search import Node
+
+    root = Node("r")
+    a, b = Node("a", parent=root), Node("b", parent=root)
+    c = Node("c", parent=a)
+    fig, ax = plt.subplots()
+    plot.draw_tree(ax, [(root, a), (root, b), (a, c)], label=lambda n: n.state, color=lambda n: "green")
+    points = {t.get_text(): t.xy for t in ax.texts}
+    assert points["r"][1] == 0 and points["a"][1] == -1 and points["c"][1] == -2
+    assert points["a"][0] == points["c"][0] and min(points["a"][0], points["b"][0]) < points["r"][0]
+    with pytest.raises(ValueError, match="empty"):
+        plot.draw_tree(ax, [], label=str, color=str)
+    plt.close(fig)

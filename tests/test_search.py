@@ -70,7 +70,7 @@ def test_mcts_visits_concentrate_on_the_best_child():
     visits = {c.step: c.N for c in root.children}
     assert max(visits, key=visits.get) == "b" and visits["b"] > 0.8 * root.N
     assert [n.state for n in search.most_visited_path(root)] == ["", "b", "bc", "bca"]
-    assert root.N == 500 and sum(visits.values()) == root.N - 1  # the root's own first evaluation
+    assert root.N == 500 and sum(visits.values()) == root.N - 2  # the root: evaluated, then expanded
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 5, 8])
@@ -192,3 +192,32 @@ def test_search_solves_countdown_with_the_exact_value(method):
             )
             assert result.spent == 3
         assert result.reward == 1.0 and cd.is_correct(puzzle, result.best.response)
+
+
+def test_widening_asks_the_proposer_again_when_every_child_is_a_dead_end():
+    calls = {"n": 0}
+
+    def propose(state):
+        calls["n"] += 1
+        if state == "root":  # first only a dead end, then the good step too
+            steps = ["dead"] if calls["n"] == 1 else ["dead", "good"]
+            return [search.Proposal(s, s, -1.0) for s in steps]
+        return []
+
+    run = lambda widen: search.mcts(  # noqa: E731
+        "root", propose, lambda s: 0.0, lambda s: s != "root", lambda s: float(s == "good"), 50, widen=widen
+    )
+    assert run(0).reward == 0.0
+    calls["n"] = 0
+    assert run(2).reward == 1.0
+    with pytest.raises(ValueError, match="widen"):
+        run(-1)
+
+
+def test_a_proposals_list_charges_its_own_cost_in_tokens():
+    def propose(state):
+        return search.Proposals([search.Proposal(state + "x", state + "x", 0.0)], cost=7)
+
+    budget = search.Budget(30, unit="tokens")
+    search.beam_search("", propose, lambda s: 0.5, lambda s: len(s) == 3, lambda s: 1.0, budget, beam_width=1)
+    assert budget.spent == 21

@@ -65,3 +65,20 @@ def test_tiny_arith_ops_best_prompt_depends_on_the_operation(test_queries):
     assert correct[add, 0].mean() > correct[add, 1].mean() + 0.3  # measured: 0.80 vs 0.22 (300 queries)
     assert correct[~add, 1].mean() > correct[~add, 0].mean() + 0.2  # measured: 0.58 vs 0.23
     assert correct[add, 2].mean() > 0.4  # a paraphrase the model learned: measured 0.70
+
+
+def test_tiny_countdown_proposes_legal_steps_but_walks_into_dead_ends():
+    """Chapter 7's model: greedy rarely solves a puzzle, sampling often does."""
+    from irlm import countdown
+    from irlm.proposer import rollouts
+
+    model, tok = zoo.load("tiny-countdown", progress=False)
+    levels = countdown.by_level(countdown.make_splits().test)
+    puzzles = [p for name in countdown.LEVELS for p in levels[name][:20]]
+    greedy, _ = rollouts(model, tok, [countdown.State(p) for p in puzzles], temperature=0)
+    sampled, _ = rollouts(model, tok, [countdown.State(p) for p in puzzles], n=64, seed=0)
+    solved = np.array([s.is_solved for s in sampled]).reshape(len(puzzles), 64)
+    greedy_rate = np.mean([s.is_solved for s in greedy])
+    assert greedy_rate < 0.4  # measured: 0.13 on these 60 puzzles
+    assert solved.any(1).mean() > greedy_rate + 0.3  # measured: pass@64 0.80
+    assert np.mean([s.is_terminal for s in sampled]) > 0.8  # steps are mostly legal: dead ends, not errors

@@ -129,3 +129,17 @@ def test_save_dataset_is_quiet_and_round_trips(cache, capsys):
     path = zoo.save_dataset(Dataset.from_dict({"x": [1, 2]}), "saved")
     assert path == zoo.data_path("saved") and load_from_disk(str(path))["x"] == [1, 2]
     assert "Saving" not in capsys.readouterr().err
+
+
+def test_countdown_corpus_holds_correct_traces_of_unseen_puzzles():
+    from irlm import countdown
+
+    held = set(countdown.make_splits().test)
+    pairs = zoo.corpus(300, seed=0, spec=zoo.ZOO["tiny-countdown"])
+    for prompt, response in pairs:
+        puzzle = countdown.Puzzle.parse(prompt.removeprefix("Q: ").removesuffix("\nA: "))
+        assert puzzle not in held and countdown.is_correct(puzzle, response)
+    import dataclasses
+
+    with pytest.raises(ValueError, match="task must be one of"):
+        zoo.corpus(1, seed=0, spec=dataclasses.replace(zoo.ZOO["tiny-arith"], task="chess"))

@@ -14,6 +14,7 @@ One module per idea, each serving a chapter or two:
 * :mod:`irlm.offline_irl` prompt reward models from logged outcomes, query-dependent prompt choice
 * :mod:`irlm.countdown` Countdown puzzles: legal steps, checkers, exact values, the demonstrator
 * :mod:`irlm.search`  reasoning as search: MCTS with PUCT, step-level beam search, compute budgets
+* :mod:`irlm.proposer` a language model as the step proposer of a search, with KV-cache reuse
 * :mod:`irlm.plot`     the book's one plotting style
 """
 

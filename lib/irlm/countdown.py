@@ -9,11 +9,15 @@ exactly when the multiset has shrunk to ``(target,)``: every number is used once
 Reasoning is then a search over a small tree whose nodes (:class:`State`) have an exact
 value :math:`V^*(s) = 1[\\text{the target is still reachable from } s]`
 (:func:`state_value`), the label a process reward model learns. Text format, one line,
-digits as single tokens, each non-final step ending in ``","`` and the last one in the
+digits as single tokens. Each step is followed by the numbers left, in brackets, so that
+a small model need not track them; non-final steps end in ``","``, the last one in the
 end-of-text token::
 
     Q: 4 7 8 8 -> 24
-    A: 8-4=4, 7-4=3, 8*3=24
+    A: 8-4=4 [4 7 8], 7-4=3 [3 8], 8*3=24 [24]
+
+A language model proposes only ``a op b``; the environment writes ``=c [numbers left]``
+(:meth:`State.after_text`), as a tool would.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ SEP = ", "
 MAX_NUMBERS = 6
 LEVELS = {"easy": 100.0, "medium": 300.0, "hard": math.inf}  # level: the largest difficulty it holds
 
-_STEP = re.compile(r"(\d+)([-+*/])(\d+)=(\d+)")
+_STEP = re.compile(r"(\d+)([-+*/])(\d+)=(\d+)(?:\s*\[[\d ]*\])?")
 
 
 def _result(a: int, op: str, b: int) -> int | None:
@@ -64,7 +68,8 @@ class Step:
 
     @classmethod
     def parse(cls, text: str) -> Step:
-        """Inverse of :attr:`text`; a trailing ``","`` and surrounding spaces are ignored."""
+        """Inverse of :attr:`text`; a ``[numbers left]`` suffix, a trailing ``","`` and
+        surrounding spaces are ignored."""
         m = _STEP.fullmatch(text.strip().removesuffix(",").strip())
         if m is None:
             raise ValueError(f"not a step of the form 'a+b=c': {text!r}")
@@ -146,14 +151,40 @@ class State:
 
     @property
     def response(self) -> str:
-        """The solution so far; unless it is finished it ends in ``", "``, ready for the next step."""
-        text = SEP.join(step.text for step in self.steps)
+        """The solution so far, each step followed by the numbers left; unless it is
+        finished it ends in ``", "``, ready for the next step."""
+        state, parts = State(self.puzzle), []
+        for step in self.steps:
+            state = apply_step(state, step)
+            parts.append(f"{step.text} {_left(state.remaining)}")
+        text = SEP.join(parts)
         return text + SEP if self.steps and not self.is_terminal else text
+
+    def after_text(self, step: Step) -> str:
+        """What the environment writes after a model's ``"a op b"``: ``"=c [numbers left]"``,
+        then ``", "`` unless the step ends the solution."""
+        after = apply_step(self, step)
+        return f"={step.c} {_left(after.remaining)}" + ("" if after.is_terminal else SEP)
 
     @property
     def text(self) -> str:
         """Prompt and solution so far: what a language model continues, one step at a time."""
         return self.puzzle.prompt + self.response
+
+
+def _left(numbers: tuple[int, ...]) -> str:
+    return "[" + " ".join(map(str, numbers)) + "]"
+
+
+def parse_proposal(state: State, text: str) -> Step | None:
+    """The step a model's ``"a op b"`` (the text before ``=``) proposes, with the result
+    the environment computes; ``None`` unless it parses and is legal in ``state``."""
+    m = re.fullmatch(r"\s*(\d+)([-+*/])(\d+)\s*=?\s*", text)
+    if m is None:
+        return None
+    a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+    c = _result(a, op, b)
+    return Step(a, op, b, c) if c is not None and check_step(state, Step(a, op, b, c)) else None
 
 
 def check_step(state: State, step: Step) -> bool:
@@ -269,14 +300,19 @@ def random_solution(puzzle: Puzzle, rng: random.Random) -> list[Step] | None:
     return _walk(puzzle, rng.choice)
 
 
-def response_text(steps: Iterable[Step]) -> str:
-    """A full solution as text, e.g. ``"8-4=4, 7-4=3, 8*3=24"``."""
-    return SEP.join(step.text for step in steps)
+def response_text(puzzle: Puzzle, steps: Iterable[Step]) -> str:
+    """A full solution as text, e.g. ``"8-4=4 [4 7 8], 7-4=3 [3 8], 8*3=24 [24]"``."""
+    return State(puzzle, tuple(steps)).response
 
 
 def split_steps(response: str) -> list[str]:
     """Steps of a response: the pieces between commas, stripped."""
     return [s.strip() for s in response.split(",") if s.strip()]
+
+
+def prefixes(state: State) -> list[State]:
+    """The states a trajectory passed through after each of its steps, ``state`` last."""
+    return [State(state.puzzle, state.steps[:i]) for i in range(1, len(state.steps) + 1)]
 
 
 def step_labels(puzzle: Puzzle, response: str) -> list[bool]:

@@ -6,7 +6,7 @@ series; :func:`label` sets all three in one call so none is forgotten.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -70,4 +70,56 @@ def line_with_ci(
     mean, lo, hi = (np.array([getattr(c, f) for c in cis]) for f in ("mean", "lo", "hi"))
     (line,) = ax.plot(x, mean, marker=marker, label=label, color=color, **kwargs)
     ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
+    return ax
+
+
+def draw_tree(
+    ax: plt.Axes,
+    edges: Sequence[tuple[object, object]],
+    label: Callable[[object], str],
+    color: Callable[[object], str],
+    width: Callable[[object], float] = lambda node: 1.0,
+) -> plt.Axes:
+    """Draw a tree given as ``(parent, child)`` edges in breadth-first order (the first
+    parent is the root): depth downwards, leaves spread evenly, each parent above the middle
+    of its children. ``label``, ``color`` and ``width`` (of the edge into a node) are
+    functions of a node."""
+    if not edges:
+        raise ValueError("edges is empty: nothing to draw")
+    children: dict[int, list] = {}
+    for parent, child in edges:
+        children.setdefault(id(parent), []).append(child)
+    root, depth, x_of = edges[0][0], {}, {}
+    leaves = iter(range(len(edges) + 1))
+
+    def place(node, d: int) -> float:
+        depth[id(node)] = d
+        kids = children.get(id(node), [])
+        x_of[id(node)] = float(np.mean([place(k, d + 1) for k in kids])) if kids else float(next(leaves))
+        return x_of[id(node)]
+
+    place(root, 0)
+    for parent, child in edges:
+        ax.plot(
+            [x_of[id(parent)], x_of[id(child)]],
+            [-depth[id(parent)], -depth[id(child)]],
+            color="#999999",
+            linewidth=width(child),
+            zorder=1,
+        )
+    for node in [root] + [c for _, c in edges]:
+        ax.scatter(
+            x_of[id(node)], -depth[id(node)], s=60, color=color(node), zorder=2, edgecolors="black", linewidths=0.5
+        )
+        ax.annotate(
+            label(node),
+            (x_of[id(node)], -depth[id(node)]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=7,
+            rotation=60,
+        )
+    ax.set_yticks([-d for d in range(max(depth.values()) + 1)], [str(d) for d in range(max(depth.values()) + 1)])
+    ax.set_xticks([])
     return ax

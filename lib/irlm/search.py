@@ -33,6 +33,15 @@ class Proposal(NamedTuple):
     tokens: int = 1
 
 
+class Proposals(list):
+    """What one ``propose`` call returned, with what it ``cost`` in tokens, samples it
+    discarded included; a plain list of proposals costs the sum of their ``tokens``."""
+
+    def __init__(self, proposals: Iterable[Proposal] = (), cost: int | None = None) -> None:
+        super().__init__(proposals)
+        self.cost = cost
+
+
 @dataclass
 class Budget:
     """A hard limit on compute: ``limit`` proposer calls (``unit="calls"``) or tokens, the sum of
@@ -87,6 +96,7 @@ class Node:
     terminal: bool = False
     expanded: bool = False
     exhausted: bool = False  # the node and everything below it have been evaluated
+    proposals: int = 0  # calls of propose made at this node
 
     @property
     def Q(self) -> float:
@@ -118,30 +128,42 @@ def _softmax(logprobs: list[float]) -> list[float]:
 
 
 def _expand(node: Node, propose: Callable, is_terminal: Callable, budget: Budget) -> bool:
-    """Give ``node`` one child per distinct proposed step, with priors :math:`P = \\mathrm{softmax}(\\log p)`.
-    ``False``, and nothing changes, if the budget cannot pay for the call."""
+    """Ask ``propose`` for ``node``'s next steps and add a child for each step not there yet;
+    the priors of all children are :math:`P = \\mathrm{softmax}(\\log p)`. ``False``, and
+    nothing changes, if the budget cannot pay for the call."""
     if budget.exhausted:
         return False
-    proposals = [Proposal(*p) for p in propose(node.state)]
-    if not budget.charge(budget.cost(proposals)):
+    raw = propose(node.state)
+    proposals = [Proposal(*p) for p in raw]
+    cost = getattr(raw, "cost", None)
+    if not budget.charge(cost if cost is not None and budget.unit == "tokens" else budget.cost(proposals)):
         return False
-    first: dict[Hashable, Proposal] = {}
+    known = {c.step for c in node.children}
     for p in proposals:
-        first.setdefault(p.step, p)
-    unique = list(first.values())
-    priors = _softmax([p.logprob for p in unique]) if unique else []
-    node.children = [
-        Node(p.state, p.step, prior, p.logprob, parent=node, terminal=is_terminal(p.state))
-        for p, prior in zip(unique, priors)
-    ]
-    node.expanded = True
+        if p.step not in known:
+            known.add(p.step)
+            node.children.append(Node(p.state, p.step, 0.0, p.logprob, parent=node, terminal=is_terminal(p.state)))
+    if node.children:
+        for child, prior in zip(node.children, _softmax([c.logprob for c in node.children])):
+            child.P = prior
+    node.expanded, node.proposals = True, node.proposals + 1
     return True
 
 
-def _mark_exhausted(node: Node | None) -> None:
-    while node is not None and (node.terminal or node.expanded) and all(c.exhausted for c in node.children):
+def _mark_exhausted(node: Node | None, widen: int = 0) -> None:
+    """Mark ``node`` and its ancestors exhausted while everything below is evaluated and the
+    node may not ask the proposer again."""
+    while (
+        node is not None
+        and (node.terminal or (node.expanded and node.proposals > widen))
+        and all(c.exhausted for c in node.children)
+    ):
         node.exhausted = True
         node = node.parent
+
+
+def _can_widen(node: Node, widen: int) -> bool:
+    return node.expanded and node.proposals <= widen and all(c.exhausted for c in node.children)
 
 
 def puct(child: Node, parent_visits: int, c_puct: float) -> float:
@@ -160,17 +182,24 @@ def mcts(
     c_puct: float = 1.0,
     max_simulations: int = 10_000,
     stop_at: float | None = None,
+    widen: int = 0,
 ) -> Result:
     """Monte Carlo tree search with the PUCT rule of AlphaGo Zero (Silver et al., 2017).
 
     Each simulation (1) *selects* from the root down to a leaf, at each node the child that
     maximises :func:`puct`, :math:`Q(s,a) + c_{\\text{puct}} P(s,a) \\sqrt{N(s)}/(1 + N(s,a))`
     (UCT's optimism, Kocsis & Szepesvari 2006, weighted by the proposer's prior);
-    (2) *expands* a new leaf by one call of ``propose``, its priors the softmax of the
-    proposals' log-probabilities; (3) *evaluates* it, ``value(s)`` or ``reward(s)`` at a
-    terminal; (4) *backs up* :math:`v`: :math:`N \\mathrel{+}= 1, W \\mathrel{+}= v` on the path,
-    so :math:`Q = W/N` is the mean evaluation below each edge. An unvisited child counts as
-    :math:`Q = 0`, the worst value, so among untried steps the prior decides.
+    (2) *evaluates* a leaf met for the first time, ``value(s)`` or ``reward(s)`` at a
+    terminal, or *expands* one met again by one call of ``propose``, the children's priors
+    the softmax of the proposals' log-probabilities (proposing is the expensive part, so a
+    leaf that looks hopeless is never expanded); (3) *backs up* its value :math:`v`:
+    :math:`N \\mathrel{+}= 1, W \\mathrel{+}= v` on the path, so :math:`Q = W/N` is the mean
+    evaluation below each edge. An unvisited child counts as :math:`Q = 0`, the worst
+    value, so among untried steps the prior decides.
+
+    A sampling proposer may miss the good steps of a state. With ``widen > 0``, a node whose
+    children are all exhausted (every one evaluated, down to the leaves) asks the proposer
+    again, up to ``widen`` more times, and gains the new steps it returns as children.
 
     Stops when the budget cannot pay for an expansion, after ``max_simulations``, when the
     whole tree has been evaluated, or once a terminal with reward ``>= stop_at`` is found.
@@ -182,18 +211,26 @@ def mcts(
         raise ValueError(f"c_puct must be >= 0, got {c_puct}")
     if max_simulations < 1:
         raise ValueError(f"max_simulations must be >= 1, got {max_simulations}")
+    if widen < 0:
+        raise ValueError(f"widen must be >= 0, got {widen}")
     tree, best = Node(root, terminal=is_terminal(root)), None
     for _ in range(max_simulations):
         node = tree
-        while node.children:
+        while node.children and not _can_widen(node, widen):
             node = max(node.children, key=lambda c, n=node: puct(c, n.N, c_puct))  # first on ties
-        if node.value is None:
-            if not node.terminal and not _expand(node, propose, is_terminal, budget):
+        if _can_widen(node, widen):  # every child exhausted: ask the proposer again
+            if not _expand(node, propose, is_terminal, budget):
                 break
+            _mark_exhausted(node, widen)
+        elif node.value is None:  # first visit: evaluate
             node.value = float(reward(node.state) if node.terminal else value(node.state))
             if node.terminal and (best is None or node.value > best.value):
                 best = node
-            _mark_exhausted(node)
+            _mark_exhausted(node, widen)
+        elif not node.terminal and not node.expanded:  # second visit: expand
+            if not _expand(node, propose, is_terminal, budget):
+                break
+            _mark_exhausted(node, widen)
         for n in _path(node):
             n.N += 1
             n.W += node.value

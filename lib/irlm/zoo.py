@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from irlm import countdown
 from irlm.adapters import PLAIN_FORMAT, PlainAdapter
 from irlm.sft import behaviour_clone, deterministic
 from irlm.tasks import OPS, PARAPHRASES, PROMPTS, get_prompt, make_splits, random_query
@@ -70,6 +71,9 @@ class TinySpec:
     mix_by_op: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     # share of demonstrations whose prompt is reworded by one of its paraphrases
     paraphrase_share: float = 0.0
+    # the world it learns: "arith" (irlm.tasks, in the styles of ``mix``) or "countdown"
+    # (irlm.countdown: random solution traces, no prompt styles)
+    task: str = "arith"
     version: int = 1
 
     def digest(self) -> str:
@@ -94,7 +98,11 @@ ZOO: dict[str, TinySpec] = {
         paraphrase_share=0.2,
         steps=2500,  # the richer corpus needs more steps: at 1500 the final loss is 0.24, not 0.14
     ),
+    # Chapter 7's model: Countdown solution traces whose every step keeps the target
+    # reachable; an imperfect imitator proposes plausible steps and sometimes dead ends.
+    "tiny-countdown": TinySpec("tiny-countdown", task="countdown", steps=3000),
 }
+TASKS = ("arith", "countdown")
 
 
 def cache_root() -> Path:
@@ -113,6 +121,10 @@ def corpus(n: int, seed: int, spec: TinySpec | None = None) -> list[tuple[str, s
     are always evaluated on queries they have not seen.
     """
     spec = spec or ZOO["tiny-arith"]
+    if spec.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {spec.task!r}")
+    if spec.task == "countdown":
+        return countdown_corpus(n, seed)
     mixes = {op: spec.mix for op in OPS} | dict(spec.mix_by_op)
     for op, mix in mixes.items():
         unknown = [s for s, _ in mix if s not in PROMPTS]
@@ -139,6 +151,20 @@ def corpus(n: int, seed: int, spec: TinySpec | None = None) -> list[tuple[str, s
         p = get_prompt(style)
         out.append((adapter.prompt(q, p.id), p.demonstrate(q)))
     return out
+
+
+def countdown_corpus(n: int, seed: int) -> list[tuple[str, str]]:
+    """``n`` (prompt, response) Countdown traces: puzzles drawn afresh (never one of the
+    default validation or test puzzles), each with a random solution whose every step is
+    uniform among the steps that keep the target reachable."""
+    splits = countdown.make_splits()
+    held_out = set(splits.validation) | set(splits.test)
+    puzzles = countdown.make_puzzles(min(n, 20000), seed=seed + 1, target=(10, 99), exclude=held_out)
+    rng = random.Random(seed)
+    return [
+        (p.prompt, countdown.response_text(p, countdown.random_solution(p, rng)))
+        for p in (rng.choice(puzzles) for _ in range(n))
+    ]
 
 
 def build_tokenizer(texts: list[str], vocab_size: int):
