@@ -55,10 +55,7 @@ def test_tiny_arith_ops_best_prompt_depends_on_the_operation(test_queries):
     model, tok = zoo.load("tiny-arith-ops", progress=False)
     prompts = ["columns", "full_sums", "carry_right_to_left"]
     correct = np.stack(
-        [
-            sample_responses(model, tok, test_queries, p, temperature=0, batch_size=250).correct[:, 0]
-            for p in prompts
-        ],
+        [sample_responses(model, tok, test_queries, p, temperature=0, batch_size=250).correct[:, 0] for p in prompts],
         axis=1,
     )
     add = np.array([q.op == "+" for q in test_queries])

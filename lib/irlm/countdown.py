@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from itertools import combinations
 
+from irlm.tasks import Splits
+
 OPS = ("+", "-", "*", "/")
 SEP = ", "
 MAX_NUMBERS = 6
@@ -378,16 +380,6 @@ def make_puzzles(
     raise ValueError(f"could not draw {n} distinct solvable puzzles with n_numbers={n_numbers}, target={target}")
 
 
-@dataclass(frozen=True)
-class Splits:
-    train: list[Puzzle]
-    validation: list[Puzzle]
-    test: list[Puzzle]
-
-    def all(self) -> list[Puzzle]:
-        return self.train + self.validation + self.test
-
-
 def make_splits(
     seed: int = 0,
     n_train: int = 2000,
@@ -396,7 +388,7 @@ def make_splits(
     n_numbers: int = 4,
     max_number: int = 13,
     target: int | tuple[int, int] = (10, 99),
-) -> Splits:
+) -> Splits[Puzzle]:
     """Disjoint train / validation / test puzzles drawn from ``seed``; :func:`by_level` grades them.
 
     Targets are drawn from 10 to 99 by default: the Game of 24 alone has only 1362 solvable

@@ -19,7 +19,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
+T = TypeVar("T")
 OPS = ("+", "-")
 MAX_DIGITS = 3
 
@@ -331,16 +333,18 @@ def make_queries(
 
 
 @dataclass(frozen=True)
-class Splits:
-    train: list[Query]
-    validation: list[Query]
-    test: list[Query]
+class Splits(Generic[T]):
+    """Disjoint train, validation and test items (queries here, puzzles in :mod:`irlm.countdown`)."""
 
-    def all(self) -> list[Query]:
+    train: list[T]
+    validation: list[T]
+    test: list[T]
+
+    def all(self) -> list[T]:
         return self.train + self.validation + self.test
 
 
-def make_splits(seed: int = 0, n_train: int = 2000, n_validation: int = 500, n_test: int = 500) -> Splits:
+def make_splits(seed: int = 0, n_train: int = 2000, n_validation: int = 500, n_test: int = 500) -> Splits[Query]:
     """Disjoint train / validation / test query sets drawn from ``seed``.
 
     The default (``seed=0``) is *the* default split of the course: the zoo keeps its
