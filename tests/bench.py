@@ -1,51 +1,143 @@
-"""`make bench`: the numbers in the README's performance section, measured in one run.
+"""`make bench`: the numbers in the README's performance section, measured in one run
+(``python tests/bench.py paths sampling`` runs some of its sections only).
 
-1. base-model training time (fresh, in a temporary cache) and its accuracy on the
-   default test set (greedy and pass@16 at temperature 1, default prompt);
-2. every chapter's wall time through papermill, with the model cached;
-3. sampling throughput of ``irlm.sampling.sample`` vs ``model.generate`` with the same
+1. the machine's dense matmul rate (float32, 512 x 512, the course's 2 threads): the
+   yardstick for model FLOP utilisation (MFU), so the figure means the same on a slow
+   and a fast machine;
+2. for each zoo model, the first 100 training steps on the generic path (``transformers``'
+   forward on right-padded batches, how the zoo trained before ``irlm.tinygpt``) and on
+   the packed path (``irlm.tinygpt``), same batches: training tokens per second, MFU, ratio;
+3. each zoo model trained from scratch in a temporary cache: seconds, tokens per second,
+   MFU, and its quality on the default test set (greedy and pass@16 at temperature 1);
+4. every chapter's wall time through papermill, with the models cached;
+5. sampling throughput of ``irlm.sampling.sample`` vs ``model.generate`` with the same
    settings, tokens per second at batch 64 and 512, and their ratio;
-4. chapter 7's MCTS: LM tokens per second inside the search, with the parent's KV cache
+6. chapter 7's MCTS: LM tokens per second inside the search, with the parent's KV cache
    reused and with every state re-encoded, and the wall-time ratio of the two.
+
+Model FLOPs of a training step follow Kaplan et al. (2020) and PaLM: 6 N per token for
+the N parameters that multiply (all but the position table), plus attention, 6 * layers
+* width * L (L + 1) for a demonstration of L tokens (causal: token t attends to t keys).
+Only real tokens count, never padding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import torch
 
-from irlm import tasks, zoo
+from irlm import countdown, tasks, tinygpt, zoo
 from irlm.adapters import PlainAdapter, sample_responses
 from irlm.metrics import accuracy_ci, pass_at_k_curve
+from irlm.proposer import rollouts
 from irlm.sampling import _encode_left_padded, sample
+from irlm.sft import behaviour_clone, encode_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
+THREADS = 2
 
 
-def bench_training() -> None:
+def matmul_rate(size: int = 512, seconds: float = 2.0) -> float:
+    """Dense float32 matmul FLOP/s on this machine with the course's threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(10):
+        a @ b
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    return 2 * size**3 * calls / (time.perf_counter() - start)
+
+
+def training_flops(model, rows: list[tuple[list[int], list[int]]]) -> float:
+    """Model FLOPs of one forward and backward pass over the demonstrations ``rows``."""
+    config = model.config
+    n = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    lengths = np.array([len(p) + len(r) for p, r in rows], dtype=np.float64)
+    return float(6 * n * lengths.sum() + 6 * config.n_layer * config.n_embd * (lengths * (lengths + 1)).sum())
+
+
+@contextlib.contextmanager
+def temporary_cache():
     before = os.environ.get("IRLM_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["IRLM_CACHE"] = cache
-        start = time.perf_counter()
-        model, tok = zoo.load("tiny-arith")
-        seconds = time.perf_counter() - start
-        test = tasks.make_splits().test
-        greedy = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, temperature=0, batch_size=256)
-        sampled = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, n=16, temperature=1.0, batch_size=512)
-        info = zoo.info("tiny-arith")
-    if before is None:
-        del os.environ["IRLM_CACHE"]
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["IRLM_CACHE"]
+            else:
+                os.environ["IRLM_CACHE"] = before
+
+
+def bench_paths(name: str, peak: float, steps: int = 100) -> None:
+    """The first ``steps`` steps of ``name``'s training on both paths, from the same start."""
+    spec = zoo.ZOO[name]
+    pairs = zoo.corpus(spec.steps * spec.batch_size, seed=spec.seed, spec=spec)
+    tok = zoo.build_tokenizer([p + r for p, r in pairs[:20000]], spec.vocab_size)
+    pairs = pairs[: steps * spec.batch_size]
+    rows = encode_pairs(tok, pairs)
+    model = zoo.init_model(spec, tok)
+    flops, n_tokens = training_flops(model, rows), sum(len(p) + len(r) for p, r in rows)
+    start_state = {k: v.clone() for k, v in model.state_dict().items()}
+    seconds = {}
+    for path in ("generic", "packed"):
+        model.load_state_dict(start_state)
+        generic = mock.patch.object(tinygpt, "supports", return_value=False)
+        with generic if path == "generic" else contextlib.nullcontext():
+            start = time.perf_counter()
+            behaviour_clone(model, tok, pairs, steps, spec.batch_size, spec.lr, spec.warmup, spec.weight_decay)
+            seconds[path] = time.perf_counter() - start
+        print(
+            f"{name}, first {steps} steps, {path} path: {n_tokens / seconds[path]:,.0f} tokens/s, "
+            f"MFU {flops / seconds[path] / peak:.1%}"
+        )
+    print(f"{name}: packed / generic training throughput {seconds['generic'] / seconds['packed']:.2f}x")
+
+
+def quality(name: str, model, tok) -> str:
+    """Greedy accuracy and pass@16 (temperature 1) on the default test set."""
+    if zoo.ZOO[name].task == "countdown":
+        starts = [countdown.State(p) for p in countdown.make_splits().test]
+        greedy, _ = rollouts(model, tok, starts, temperature=0)
+        sampled, _ = rollouts(model, tok, starts, n=16, seed=0)
+        greedy_ok = np.array([s.is_solved for s in greedy])
+        sampled_ok = np.array([s.is_solved for s in sampled]).reshape(len(starts), 16)
+        what = f"{len(starts)} test puzzles"
     else:
-        os.environ["IRLM_CACHE"] = before
-    print(f"training: {seconds:.0f} s for {info['n_params']:,} parameters (final loss {info['final_loss']})")
-    print(f"greedy accuracy, default prompt, {len(test)} default test queries: {accuracy_ci(greedy.correct[:, 0])}")
-    print(f"pass@16 at T=1.0: {pass_at_k_curve(sampled.correct, [16])[0]}")
+        test = tasks.make_splits().test
+        greedy_ok = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, temperature=0, batch_size=256).correct
+        sampled_ok = sample_responses(model, tok, test, tasks.DEFAULT_PROMPT, n=16, temperature=1.0, batch_size=512)
+        sampled_ok, what = sampled_ok.correct, f"{len(test)} test queries"
+    return f"greedy {accuracy_ci(np.ravel(greedy_ok))}, pass@16 {pass_at_k_curve(sampled_ok, [16])[0]} ({what})"
+
+
+def bench_training(name: str, peak: float) -> None:
+    with temporary_cache():
+        start = time.perf_counter()
+        model, tok = zoo.load(name, progress=False)
+        seconds = time.perf_counter() - start
+        info = zoo.info(name)
+        spec = zoo.ZOO[name]
+        rows = encode_pairs(tok, zoo.corpus(spec.steps * spec.batch_size, seed=spec.seed, spec=spec))
+        flops, n_tokens = training_flops(model, rows), sum(len(p) + len(r) for p, r in rows)
+        torch.set_num_threads(THREADS)
+        print(
+            f"{name}: trained in {seconds:.0f} s ({info['n_params']:,} parameters, {spec.steps} steps, "
+            f"final loss {info['final_loss']}); {n_tokens / seconds:,.0f} tokens/s, MFU {flops / seconds / peak:.1%} "
+            f"(whole run: corpus, tokenizer, training, saving)"
+        )
+        print(f"{name}: {quality(name, model, tok)}")
 
 
 def bench_chapters() -> None:
@@ -77,7 +169,7 @@ def tokens_per_second(fn) -> float:
 
 def bench_sampling() -> None:
     model, tok = zoo.load("tiny-arith")
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     queries = tasks.make_splits().test
     eos = tok.eos_token_id
     for batch in (64, 512):
@@ -109,7 +201,7 @@ def bench_sampling() -> None:
 
 
 def bench_mcts_cache(n_puzzles: int = 40) -> None:
-    from irlm import countdown, search
+    from irlm import search
     from irlm.proposer import LMProposer
 
     model, tok = zoo.load("tiny-countdown")
@@ -135,9 +227,22 @@ def bench_mcts_cache(n_puzzles: int = 40) -> None:
     print(f"MCTS wall time, re-encoding / reusing the cache: {seconds[False] / seconds[True]:.2f}")
 
 
+SECTIONS = ("paths", "training", "chapters", "sampling", "mcts")
+
 if __name__ == "__main__":
-    torch.set_num_threads(2)
-    bench_training()
-    bench_chapters()
-    bench_sampling()
-    bench_mcts_cache()
+    chosen = sys.argv[1:] or list(SECTIONS)
+    if set(chosen) - set(SECTIONS):
+        raise SystemExit(f"sections must be among {SECTIONS}, got {chosen}")
+    torch.set_num_threads(THREADS)
+    peak = matmul_rate()
+    print(f"dense matmul, float32 512x512, {THREADS} threads: {peak / 1e9:.1f} GFLOP/s")
+    for name in zoo.ZOO if "paths" in chosen else ():
+        bench_paths(name, peak)
+    for name in zoo.ZOO if "training" in chosen else ():
+        bench_training(name, peak)
+    if "chapters" in chosen:
+        bench_chapters()
+    if "sampling" in chosen:
+        bench_sampling()
+    if "mcts" in chosen:
+        bench_mcts_cache()

@@ -85,3 +85,15 @@ def test_logprob_of_bad_input(tiny_model):
         sampling.logprob_of(model, tok, PROMPTS, ["1"])
     with pytest.raises(ValueError, match="at least one token"):
         sampling.logprob_of(model, tok, PROMPTS[:1], [""])
+
+
+def test_next_token_draws_each_token_with_its_probability():
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0]])
+    logits = torch.log(probs).expand(20000, -1)
+    drawn = sampling.next_token(logits, 1.0, 0, 1.0, torch.Generator().manual_seed(0))
+    freq = torch.bincount(drawn, minlength=5).double() / len(drawn)
+    assert freq[1] == 0 and freq[4] == 0  # impossible tokens never come
+    torch.testing.assert_close(freq, probs[0].double(), atol=0.015, rtol=0)
+    # top-k keeps the k most likely, renormalised
+    top2 = sampling.next_token(logits, 1.0, 2, 1.0, torch.Generator().manual_seed(1))
+    assert set(top2.tolist()) == {0, 2} and abs((top2 == 0).double().mean().item() - 0.625) < 0.015

@@ -1,5 +1,9 @@
+import hashlib
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,11 +26,26 @@ def test_load_trains_caches_and_reloads(cache):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
+def weights_hash(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def test_training_is_deterministic(cache):
     a, _, _ = zoo.train_tiny(TEST_SPEC, progress=False)
     b, _, _ = zoo.train_tiny(TEST_SPEC, progress=False)
     for x, y in zip(a.parameters(), b.parameters()):
         assert torch.equal(x, y)
+    # and in a fresh interpreter, as a reader's first run would train it
+    code = (
+        "from irlm import zoo; from tests.conftest import TEST_SPEC; from tests.test_zoo import weights_hash; "
+        "print(weights_hash(zoo.train_tiny(TEST_SPEC, progress=False)[0]))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == weights_hash(a)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ One module per idea, each serving a chapter or two:
 
 * :mod:`irlm.tasks`    the world: arithmetic queries, instruction prompts, checkers
 * :mod:`irlm.zoo`      tiny causal LMs trained on the world (or any Hugging Face model)
+* :mod:`irlm.tinygpt`  GPT-2's forward written out: packed training rows, an in-place KV cache
 * :mod:`irlm.adapters` query + instruction -> model text, and the answer back
 * :mod:`irlm.sampling` batched sampling with a KV cache; log-probabilities of text
 * :mod:`irlm.metrics`  accuracy with bootstrap CIs, pass@k, diversity, entropy

@@ -283,13 +283,20 @@ def by_level(puzzles: Iterable[Puzzle]) -> dict[str, list[Puzzle]]:
 
 
 def _walk(puzzle: Puzzle, choose: Callable[[list[Step]], Step]) -> list[Step] | None:
-    state = State(puzzle)
-    if not state_value(state):
+    numbers, target, steps = tuple(sorted(puzzle.numbers)), puzzle.target, []
+    if target not in _reachable(numbers):
         return None
-    while not state.is_terminal:
-        good = [s for s in legal_steps(state) if state_value(apply_step(state, s))]
-        state = apply_step(state, choose(good))
-    return list(state.steps)
+    while len(numbers) > 1:
+        step = choose(_still_reachable(numbers, target))
+        steps.append(step)
+        numbers = _after(numbers, step)
+    return steps
+
+
+@cache
+def _still_reachable(numbers: tuple[int, ...], target: int) -> list[Step]:
+    """The legal steps on ``numbers`` after which ``target`` can still be made, in :func:`legal_steps` order."""
+    return [s for s in _legal(numbers) if target in _reachable(_after(numbers, s))]
 
 
 def solve(puzzle: Puzzle) -> list[Step] | None:

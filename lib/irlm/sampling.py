@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from irlm import tinygpt
+
 
 @dataclass
 class Samples:
@@ -75,11 +77,21 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 def next_token(
     logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Draw one token per row of ``logits`` (shape ``[batch, vocab]``)."""
+    """Draw one token per row of ``logits`` (shape ``[batch, vocab]``).
+
+    By the inverse of the cumulative distribution: draw u uniform in [0, total) and take the
+    first token whose cumulative probability exceeds u, so token i comes with probability p_i.
+    One random number a row, where ``torch.multinomial`` draws one per token of the vocabulary.
+    """
     if temperature == 0:
         return logits.argmax(-1)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    cdf = probs.cumsum(-1)
+    u = torch.rand(len(probs), 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    tok = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    if bool((tok == probs.shape[-1]).any()):  # u rounded up to the total: take the last token that can be drawn
+        tok = torch.minimum(tok, probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(-1))
+    return tok
 
 
 def _stop_ids(tokenizer, stop_token_ids: Sequence[int] | None) -> torch.Tensor:
@@ -119,23 +131,15 @@ def _cache_of(out):
     return cache if cache is not None else out.past_key_values
 
 
-@torch.inference_mode()
-def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_tokens, stop, generator):
-    device = model.device
-    input_ids, mask = _encode_left_padded(tokenizer, prompts, device)
+def _hf_logits(model, input_ids: torch.Tensor, mask: torch.Tensor):
+    """Next-token logits (B, V) through the model's own forward and KV cache: any causal LM.
+    A generator: ``send`` it the tokens just drawn to get the logits that follow them."""
+    # left padding: each row's first real token gets position 0
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    stop, cache_arg = stop.to(device), _cache_arg(model)
-    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    tokens, logps = [], []
-    for _ in range(max_new_tokens):
-        logits = out.logits[:, -1, :].float()
-        tok = next_token(logits, temperature, top_k, top_p, generator)
-        logps.append(torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1))
-        tokens.append(torch.where(done, stop[0], tok))
-        done |= torch.isin(tok, stop)
-        if bool(done.all()):
-            break
+    cache_arg = _cache_arg(model)
+    while True:
+        tok = yield out.logits[:, -1, :]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
         positions = positions[:, -1:] + 1
         out = model(
@@ -145,6 +149,46 @@ def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_
             use_cache=True,
             **{cache_arg: _cache_of(out)},
         )
+
+
+def _tinygpt_logits(model, input_ids: torch.Tensor, mask: torch.Tensor):
+    """The same as :func:`_hf_logits` for the zoo's GPT-2 models, through :mod:`irlm.tinygpt`
+    and its key/value cache written in place."""
+    B, P = input_ids.shape
+    cache = tinygpt.KVCache(model, B)
+    # the prompt: causal over its real tokens; a padding position sees itself, so no row of the mask is empty
+    eye = torch.eye(P, dtype=torch.bool, device=mask.device)
+    see = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril() & (mask.bool()[:, None, None, :] | eye)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    hidden = tinygpt.hidden_states(model, input_ids, positions, see, cache, at=0)
+    real = mask.bool()[:, None, None, :]  # (B, 1, 1, keys): the keys a new token attends to
+    while True:
+        tok = yield tinygpt.logits(model, hidden[:, -1])
+        real = torch.cat([real, real.new_ones(B, 1, 1, 1)], dim=-1)
+        positions = positions[:, -1:] + 1
+        hidden = tinygpt.hidden_states(model, tok[:, None], positions, real, cache, at=real.shape[-1] - 1)
+
+
+@torch.inference_mode()
+def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_tokens, stop, generator):
+    input_ids, mask = _encode_left_padded(tokenizer, prompts, model.device)
+    if tinygpt.supports(model):
+        steps = _tinygpt_logits(model, input_ids, mask)
+    else:
+        steps = _hf_logits(model, input_ids, mask)
+    stop = stop.to(model.device)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=model.device)
+    tokens, logps = [], []
+    logits = next(steps).float()
+    for i in range(max_new_tokens):
+        tok = next_token(logits, temperature, top_k, top_p, generator)
+        logps.append(torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1))
+        # finished rows keep emitting the stop token
+        tokens.append(torch.where(done, stop[0], tok))
+        done |= torch.isin(tok, stop)
+        if bool(done.all()) or i == max_new_tokens - 1:
+            break
+        logits = steps.send(tok).float()
     tokens_t, logps_t = torch.stack(tokens, 1).cpu(), torch.stack(logps, 1).cpu()
     stop_cpu = stop.cpu()
     rows = []

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from irlm import tinygpt
 from irlm.sampling import right_pad
 
 
@@ -43,8 +44,9 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list
     them: the prompt is encoded, then the response is generated."""
     if len(pairs) == 0:
         raise ValueError("pairs is empty; pass at least one (prompt, response) demonstration")
-    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
-    responses = tokenizer([r for _, r in pairs], add_special_tokens=False)["input_ids"]
+    texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # each distinct text encoded once
+    ids = dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"]))
+    prompts, responses = [ids[p] for p, _ in pairs], [ids[r] for _, r in pairs]
     return [(p, r + [tokenizer.eos_token_id]) for p, r in zip(prompts, responses)]
 
 
@@ -65,6 +67,17 @@ def response_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     keep = target != -100
     token_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return -(token_logp * keep).sum() / keep.sum()
+
+
+def batch_nll(model, batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
+    """The response-masked NLL of one batch of encoded demonstrations: packed into rows with
+    no padding for the zoo's GPT-2 models (:mod:`irlm.tinygpt`, the same loss, faster), else
+    right-padded through the model's own forward (any causal LM, LoRA-wrapped or not)."""
+    if tinygpt.supports(model):
+        width = max(len(p) + len(r) for p, r in batch)
+        return tinygpt.packed_nll(model, *(t.to(model.device) for t in tinygpt.pack(batch, width, pad_id)))
+    ids, mask, labels = (t.to(model.device) for t in pad_batch(batch, pad_id))
+    return model(input_ids=ids, attention_mask=mask, labels=labels).loss
 
 
 def behaviour_clone(
@@ -109,8 +122,7 @@ def behaviour_clone(
         bar = tqdm(range(steps), desc=desc, disable=not progress)
         for step in bar:
             batch = [rows[i] for i in order[step * batch_size : (step + 1) * batch_size]]
-            ids, mask, labels = (t.to(model.device) for t in pad_batch(batch, tokenizer.pad_token_id))
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = batch_nll(model, batch, tokenizer.pad_token_id)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

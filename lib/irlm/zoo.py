@@ -74,7 +74,7 @@ class TinySpec:
     # the world it learns: "arith" (irlm.tasks, in the styles of ``mix``) or "countdown"
     # (irlm.countdown: random solution traces, no prompt styles)
     task: str = "arith"
-    version: int = 1
+    version: int = 2  # 2: trained on packed rows through irlm.tinygpt
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -206,13 +206,10 @@ def quiet_transformers():
             logging.enable_progress_bar()
 
 
-def train_tiny(spec: TinySpec, progress: bool = True):
-    """Train ``spec`` from scratch; returns ``(model, tokenizer, info)``."""
+def init_model(spec: TinySpec, tokenizer):
+    """A freshly initialised GPT-2 of ``spec``'s shape for ``tokenizer``, seeded by ``spec.seed``."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    start = time.perf_counter()
-    pairs = corpus(spec.steps * spec.batch_size, seed=spec.seed, spec=spec)
-    tokenizer = build_tokenizer([p + r for p, r in pairs[:20000]], spec.vocab_size)
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=spec.n_positions,
@@ -232,6 +229,15 @@ def train_tiny(spec: TinySpec, progress: bool = True):
         torch.manual_seed(spec.seed)
         model = GPT2LMHeadModel(config)
     model.loss_type = "ForCausalLM"  # the standard shifted cross-entropy, named to silence a warning
+    return model
+
+
+def train_tiny(spec: TinySpec, progress: bool = True):
+    """Train ``spec`` from scratch; returns ``(model, tokenizer, info)``."""
+    start = time.perf_counter()
+    pairs = corpus(spec.steps * spec.batch_size, seed=spec.seed, spec=spec)
+    tokenizer = build_tokenizer([p + r for p, r in pairs[:20000]], spec.vocab_size)
+    model = init_model(spec, tokenizer)
     losses = behaviour_clone(
         model,
         tokenizer,
