@@ -96,7 +96,9 @@ def bench_paths(name: str, peak: float, steps: int = 100) -> None:
         generic = mock.patch.object(tinygpt, "supports", return_value=False)
         with generic if path == "generic" else contextlib.nullcontext():
             start = time.perf_counter()
-            behaviour_clone(model, tok, pairs, steps, spec.batch_size, spec.lr, spec.warmup, progress=False)
+            behaviour_clone(
+                model, tok, pairs, steps, spec.batch_size, spec.lr, spec.warmup, spec.weight_decay, progress=False
+            )
             seconds[path] = time.perf_counter() - start
         print(
             f"{name}, first {steps} steps, {path} path: {n_tokens / seconds[path]:,.0f} tokens/s, "
