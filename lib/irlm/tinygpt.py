@@ -169,14 +169,14 @@ def packed_nll(model, ids: torch.Tensor, positions: torch.Tensor, doc: torch.Ten
 
 class KVCache:
     """Each layer's keys and values, (B, nh, capacity, hs), written in place; the capacity
-    grows ``block`` positions at a time, so a step copies nothing but its own keys."""
+    grows ``block`` positions at a time, so most steps copy nothing but their own keys."""
 
     def __init__(self, model, batch: int, block: int = 32) -> None:
         _check(model)
         config, w = model.config, model.transformer.wte.weight
-        self.shape = (batch, config.n_head, 0, config.n_embd // config.n_head)
+        empty = (batch, config.n_head, 0, config.n_embd // config.n_head)
         self.block = block
-        self.layers = [(w.new_empty(self.shape), w.new_empty(self.shape)) for _ in range(config.n_layer)]
+        self.layers = [(w.new_empty(empty), w.new_empty(empty)) for _ in range(config.n_layer)]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, at: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, nh, T, hs) at positions ``[at, at + T)``; returns all keys and values."""
