@@ -70,8 +70,8 @@ def test_chapter5_with_other_noise_levels(tmp_path):
         "05_bt_vs_classifier.ipynb",
         tmp_path,
         seed=1,
-        n_train_queries=80,
-        n_test_queries=24,
+        n_train_queries=300,
+        n_test_queries=80,
         test_per_style=2,
         flip_rates=[0.0, 0.25],
         default_flip=0.25,
@@ -81,7 +81,7 @@ def test_chapter5_with_other_noise_levels(tmp_path):
         match_counts=[64, 2048],
         n_arena_seeds=2,
     )
-    assert "80 training prompts, 24 test prompts with 8 responses each" in text
+    assert "300 training prompts, 80 test prompts with 8 responses each" in text
     assert "flip rate 0.25: label error rate" in text and "flip rate 0.10" not in text
     assert "'arena spearman': {64:" in text and "2048:" in text
     assert "'CLF-GBDT gain (flip 0.25)'" in text
@@ -90,27 +90,25 @@ def test_chapter5_with_other_noise_levels(tmp_path):
 
 
 def test_chapter6_with_another_prompt_split(tmp_path):
-    seen = ["direct", "columns", "full_sums", "last_to_first"]
+    # the default six logged prompts, two held out instead of seven; fewer logged prompts or
+    # queries leave the reward model too little data for the claims its hidden check guards
     text, injected = run_chapter(
         "06_offline_irl_prompting.ipynb",
         tmp_path,
-        seen_prompts=seen,
         held_out_prompts=["carry_right_to_left", "column_totals"],
-        n_train=300,
         n_test=150,
         max_k=3,
         log_name="papermill-test-logs",
     )
-    assert f"logged prompts: {seen}" in text
     assert "held-out prompts: ['carry_right_to_left', 'column_totals']" in text
-    assert "num_rows: 1200" in text  # 300 queries x 4 logged prompts
-    assert "4 + 2 (paraphrases)" in text and "0.25 of the calls of trying all 4" in text
+    assert "num_rows: 3600" in text  # 600 queries x 6 logged prompts
+    assert "6 + 2 (paraphrases)" in text and "0.17 of the calls of trying all 6" in text
     saved = zoo.data_path("papermill-test-logs")
     from datasets import load_from_disk
 
-    assert set(load_from_disk(str(saved))["prompt_id"]) == set(seen)
+    assert len(set(load_from_disk(str(saved))["prompt_id"])) == 6
     shutil.rmtree(saved)
-    assert "n_train = 300" in injected
+    assert "n_test = 150" in injected
 
 
 def test_chapter7_with_another_budget(tmp_path):
