@@ -58,12 +58,13 @@ def matmul_rate(size: int = 512, seconds: float = 2.0) -> float:
     return 2 * size**3 * calls / (time.perf_counter() - start)
 
 
-def training_flops(model, rows: list[tuple[list[int], list[int]]]) -> float:
-    """Model FLOPs of one forward and backward pass over the demonstrations ``rows``."""
+def training_flops(model, rows: list[tuple[list[int], list[int]]]) -> tuple[float, int]:
+    """Model FLOPs of one forward and backward pass over the demonstrations ``rows``, and their tokens."""
     config = model.config
     n = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
     lengths = np.array([len(p) + len(r) for p, r in rows], dtype=np.float64)
-    return float(6 * n * lengths.sum() + 6 * config.n_layer * config.n_embd * (lengths * (lengths + 1)).sum())
+    flops = 6 * n * lengths.sum() + 6 * config.n_layer * config.n_embd * (lengths * (lengths + 1)).sum()
+    return float(flops), int(lengths.sum())
 
 
 @contextlib.contextmanager
@@ -88,7 +89,7 @@ def bench_paths(name: str, peak: float, steps: int = 100) -> None:
     pairs = pairs[: steps * spec.batch_size]
     rows = encode_pairs(tok, pairs)
     model = zoo.init_model(spec, tok)
-    flops, n_tokens = training_flops(model, rows), sum(len(p) + len(r) for p, r in rows)
+    flops, n_tokens = training_flops(model, rows)
     start_state = {k: v.clone() for k, v in model.state_dict().items()}
     seconds = {}
     for path in ("generic", "packed"):
@@ -132,7 +133,7 @@ def bench_training(name: str, peak: float) -> None:
         info = zoo.info(name)
         spec = zoo.ZOO[name]
         rows = encode_pairs(tok, zoo.corpus(spec.steps * spec.batch_size, seed=spec.seed, spec=spec))
-        flops, n_tokens = training_flops(model, rows), sum(len(p) + len(r) for p, r in rows)
+        flops, n_tokens = training_flops(model, rows)
         torch.set_num_threads(THREADS)
         print(
             f"{name}: trained in {seconds:.0f} s ({info['n_params']:,} parameters, {spec.steps} steps, "
