@@ -84,3 +84,55 @@ def test_within_query_auc_ignores_the_query_level():
         metrics.within_query_auc(scores[:, :2], correct)
     with pytest.raises(ValueError, match="both right and wrong"):
         metrics.within_query_auc(scores[1:2], correct[1:2])
+
+
+def test_paired_difference_matches_a_direct_bootstrap():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(50), rng.random(50)
+    ci = metrics.paired_difference(a, b, n_boot=500, seed=3)
+    d = a - b
+    idx = np.random.default_rng(3)
+    idx.integers(0, 1, size=(500, 1, 1))  # the seed draw comes first, as in the function
+    means = d[idx.integers(0, 50, size=(500, 1, 50))].mean(axis=(1, 2))
+    assert ci.mean == pytest.approx(d.mean())
+    assert ci.lo == pytest.approx(np.quantile(means, 0.025))
+    assert ci.hi == pytest.approx(np.quantile(means, 0.975))
+
+
+def test_paired_difference_removes_query_difficulty():
+    # B is A minus a small constant on wildly varying queries: unpaired intervals overlap,
+    # the paired one excludes 0.
+    difficulty = np.random.default_rng(0).random(40)
+    a, b = difficulty + 0.05, difficulty
+    paired = metrics.paired_difference(a, b)
+    assert paired.lo == pytest.approx(0.05) and paired.hi == pytest.approx(0.05)
+    assert metrics.excludes_zero(paired)
+    ua, ub = metrics.bootstrap_ci(a), metrics.bootstrap_ci(b)
+    assert ua.lo < ub.hi
+
+
+def test_paired_difference_nested_seeds_widen_the_interval():
+    rng = np.random.default_rng(2)
+    seed_effect = np.array([0.3, -0.3, 0.25, -0.25])[:, None]
+    a = seed_effect + 0.01 * rng.standard_normal((4, 200))
+    b = np.zeros_like(a)
+    nested = metrics.paired_difference(a, b)
+    flat = metrics.bootstrap_ci((a - b).ravel())
+    assert nested.mean == pytest.approx(flat.mean)
+    assert nested.hi - nested.lo > 5 * (flat.hi - flat.lo)
+    assert not metrics.excludes_zero(nested)
+
+
+def test_paired_difference_rejects_bad_input():
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.paired_difference([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.paired_difference([1.0, np.nan], [1.0, 2.0])
+    with pytest.raises(ValueError, match="n_boot"):
+        metrics.paired_difference([1.0], [1.0], n_boot=0)
+
+
+def test_excludes_zero():
+    assert metrics.excludes_zero(metrics.CI(0.1, 0.01, 0.2))
+    assert metrics.excludes_zero(metrics.CI(-0.1, -0.2, -0.01))
+    assert not metrics.excludes_zero(metrics.CI(0.1, -0.01, 0.2))

@@ -96,3 +96,49 @@ def test_rejection_sampling_set_keeps_the_chosen_rows():
     assert len(reward.rejection_sampling_set(["p"], ["r"], [False])) == 0
     with pytest.raises(ValueError, match="equal length"):
         reward.rejection_sampling_set(["p"], ["r", "s"], [True])
+
+
+def test_best_of_n_expected_matches_brute_force_over_subsets():
+    from itertools import combinations
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(6, 7)).astype(float)  # many ties
+    correct = rng.random((6, 7)) < 0.5
+    for n in (1, 2, 3, 7):
+        got = reward.best_of_n_expected(scores, correct, n)
+        for q in range(6):
+            values = []
+            for subset in combinations(range(7), n):
+                s = scores[q, list(subset)]
+                top = [j for j, v in zip(subset, s) if v == s.max()]
+                values.append(np.mean(correct[q, top]))  # ties broken uniformly
+            assert got[q] == pytest.approx(np.mean(values))
+    assert reward.best_of_n_expected(scores, correct, 1) == pytest.approx(correct.mean(axis=1))
+
+
+def test_best_of_n_expected_rejects_bad_input():
+    with pytest.raises(ValueError, match="n must lie"):
+        reward.best_of_n_expected(np.zeros((2, 3)), np.zeros((2, 3)), 4)
+    with pytest.raises(ValueError, match="one shape"):
+        reward.best_of_n_expected(np.zeros((2, 3)), np.zeros((2, 2)), 1)
+
+
+def test_majority_vote_expected_is_the_subset_average():
+    answers = [[1, 1, 2, 2, 3], [5, None, 5, 6, 6]]
+    correct = np.array([[1, 1, 0, 0, 0], [1, 0, 1, 0, 0]], dtype=bool)
+    assert reward.majority_vote_expected(answers, correct, 1) == pytest.approx(correct.mean(axis=1))
+    full = reward.majority_vote_expected(answers, correct, 5)
+    assert full.tolist() == [1.0, 1.0]  # ties go to the first sample of the most frequent answers
+    mc = reward.majority_vote_expected(answers, correct, 3, draws=4000, seed=1)
+    from itertools import permutations
+
+    exact = []  # every ordered subset: ties among answers broken uniformly
+    for row, c in zip(answers, correct):
+        vals = []
+        for idx in permutations(range(5), 3):
+            pick = reward.majority_vote([[row[j] for j in idx]], 3)[0]
+            vals.append(c[idx[pick]])
+        exact.append(np.mean(vals))
+    assert mc == pytest.approx(exact, abs=0.03)
+    with pytest.raises(ValueError, match="draws"):
+        reward.majority_vote_expected(answers, correct, 2, draws=0)

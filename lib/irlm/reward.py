@@ -14,6 +14,7 @@ reward model earns against how far it pushed the policy.
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections import Counter
 from collections.abc import Hashable, Sequence
@@ -50,6 +51,72 @@ def best_of_n(samples: Sequence[Sequence], scores: np.ndarray, n: int) -> Choice
         raise ValueError("scores contain NaN")
     index = np.argmax(scores[:, :n], axis=1)  # argmax returns the first maximum
     return Choice(index, [row[i] for row, i in zip(samples, index)])
+
+
+def best_of_n_expected(scores: np.ndarray, correct: np.ndarray, n: int) -> np.ndarray:
+    """Per query, the expected correctness of best-of-``n`` over *all* size-``n`` subsets
+    of its ``M`` samples, not the first ``n`` of one ordering.
+
+    Group a query's samples by score. The best of a random ``n``-subset falls in group
+    :math:`g` (size :math:`m_g`, with :math:`L_g` samples scoring strictly lower) with
+    probability :math:`\\big[\\binom{L_g + m_g}{n} - \\binom{L_g}{n}\\big] / \\binom{M}{n}`,
+    and ties within the group are broken uniformly, so
+
+    .. math:: \\mathbb{E}[\\text{correct}] = \\sum_g \\frac{\\binom{L_g + m_g}{n} -
+              \\binom{L_g}{n}}{\\binom{M}{n}} \\, \\bar c_g .
+
+    At ``n = 1`` it is the mean over all samples; at ``n = M`` it is the top sample. The
+    same unbiased averaging as pass@k (Chen et al., 2021), for any scorer.
+    """
+    scores, correct = np.asarray(scores, dtype=float), np.asarray(correct, dtype=float)
+    if scores.ndim != 2 or scores.shape != correct.shape:
+        raise ValueError(
+            f"scores and correct must be (queries, samples) arrays of one shape, got {scores.shape} and {correct.shape}"
+        )
+    if not 1 <= n <= scores.shape[1]:
+        raise ValueError(f"n must lie in [1, {scores.shape[1]}], got {n}")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+
+    def comb(k: np.ndarray) -> np.ndarray:
+        return np.array([math.comb(int(x), n) for x in k], dtype=float)
+
+    total = math.comb(scores.shape[1], n)
+    out = np.empty(len(scores))
+    for i, (s, c) in enumerate(zip(scores, correct)):
+        values, group = np.unique(s, return_inverse=True)
+        size = np.bincount(group, minlength=len(values))
+        mean_c = np.bincount(group, weights=c, minlength=len(values)) / size
+        lower = np.concatenate([[0], np.cumsum(size)[:-1]])
+        p = (comb(lower + size) - comb(lower)) / total
+        out[i] = float(p @ mean_c)
+    return out
+
+
+def majority_vote_expected(
+    answers: Sequence[Sequence[Hashable]], correct: np.ndarray, n: int, draws: int = 200, seed: int = 0
+) -> np.ndarray:
+    """Per query, the correctness of :func:`majority_vote` averaged over ``draws`` random
+    size-``n`` subsets of its samples (a Monte Carlo estimate of the subset average, so a
+    curve over ``n`` does not depend on the order the samples came in). Exact at ``n = 1``
+    (the mean over samples) and at ``n = M`` (all samples)."""
+    correct = np.asarray(correct, dtype=bool)
+    if correct.ndim != 2 or len(correct) != len(answers):
+        raise ValueError(f"correct must be (queries, samples) with {len(answers)} queries, got {correct.shape}")
+    m = correct.shape[1]
+    if not 1 <= n <= m:
+        raise ValueError(f"n must lie in [1, {m}], got {n}")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    if n == 1:
+        return correct.mean(axis=1)
+    rng = np.random.default_rng(seed)
+    subsets = [np.arange(m)] if n == m else [rng.permutation(m)[:n] for _ in range(draws)]
+    out = np.zeros(len(answers))
+    for idx in subsets:
+        picked = majority_vote([[row[j] for j in idx] for row in answers], n)
+        out += correct[np.arange(len(answers)), idx[picked]]
+    return out / len(subsets)
 
 
 def majority_vote(answers: Sequence[Sequence[Hashable]], n: int) -> np.ndarray:
