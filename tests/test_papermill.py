@@ -39,12 +39,16 @@ def run_chapter(notebook: str, tmp_path: Path, **params) -> tuple[str, str]:
 
 
 def test_chapter1_with_other_parameters(tmp_path):
+    # two temperatures far enough apart that 60 queries can tell them apart at k = 1 and at
+    # k = 8, as the hidden checks behind "the best temperature depends on k" require
     text, injected = run_chapter(
-        "01_universal_sampler.ipynb", tmp_path, seed=1, n_queries=60, n_samples=8, temperatures=[0.5, 1.0]
+        "01_universal_sampler.ipynb", tmp_path, seed=1, n_queries=60, n_samples=8, temperatures=[0.25, 1.0]
     )
     assert "60 held-out test queries" in text
     assert f"sampled {2 * 60 * 8:,} responses" in text
     assert "'pass@8 (T=1.0)'" in text
+    assert "best temperature per k: {1: 0.25, 2:" in text and "8: 1.0}" in text
+    assert "pass@8: T=1.0 - T=0.25 =" in text and "pass@16" not in text
     assert "n_queries = 60" in injected
 
 
