@@ -64,3 +64,43 @@ def test_lora_trains_few_parameters_and_merges_back(tiny_model):
     assert type(merged) is type(model) and merged.num_parameters() == model.num_parameters()
     with pytest.raises(ValueError, match="rank"):
         sft.with_lora(copy.deepcopy(model), rank=0)
+
+
+def test_the_generic_path_trains_on_the_models_own_loss(tiny_model, monkeypatch):
+    model, tok = tiny_model
+    rows = sft.encode_pairs(tok, demos(5))
+    ids, mask, labels = sft.pad_batch(rows, tok.pad_token_id)
+    builtin = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    monkeypatch.setattr(sft.tinygpt, "supports", lambda model: False)
+    assert torch.allclose(sft.batch_nll(model, rows, tok.pad_token_id), builtin, atol=1e-5)
+
+
+def test_callback_runs_after_each_step_and_changes_nothing(tiny_model):
+    model, tok = tiny_model
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    held_out = sft.encode_pairs(tok, demos(20)[16:])
+    seen, curve = [], []
+
+    def record(step):
+        seen.append(step)
+        with torch.no_grad():
+            curve.append(sft.batch_nll(model, held_out, tok.pad_token_id).item())
+
+    args = dict(steps=6, batch_size=4, lr=3e-3, progress=False)
+    losses = sft.behaviour_clone(model, tok, demos(16), callback=record, **args)
+    with torch.no_grad():
+        final = sft.batch_nll(model, held_out, tok.pad_token_id).item()
+    model.load_state_dict(state)
+    assert seen == list(range(6)) and curve[-1] == pytest.approx(final, abs=1e-6)
+    assert sft.behaviour_clone(model, tok, demos(16), **args) == losses
+    model.load_state_dict(state)
+
+
+def test_lora_wrapping_warns_nothing(tiny_model):
+    import copy
+    import warnings
+
+    model, _ = tiny_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sft.with_lora(copy.deepcopy(model), rank=2)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -77,7 +78,9 @@ def batch_nll(model, batch: Sequence[tuple[list[int], list[int]]], pad_id: int) 
         width = max(len(p) + len(r) for p, r in batch)
         return tinygpt.packed_nll(model, *(t.to(model.device) for t in tinygpt.pack(batch, width, pad_id)))
     ids, mask, labels = (t.to(model.device) for t in pad_batch(batch, pad_id))
-    return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    # our own loss, not ``labels=``: the model's built-in one is the same (a test checks it)
+    # but warns when a loaded model's config does not name its loss type
+    return response_nll(model(input_ids=ids, attention_mask=mask).logits, labels)
 
 
 def behaviour_clone(
@@ -93,10 +96,13 @@ def behaviour_clone(
     threads: int = 2,
     progress: bool = True,
     desc: str = "fine-tuning",
+    callback: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Fit ``model`` to the demonstrations ``pairs`` by the response-masked NLL; returns the
     loss per step. AdamW, linear warm-up then cosine decay to 10% of ``lr``; the pairs are
     reshuffled every epoch with ``seed``. Trains in place and leaves the model in eval mode.
+    ``callback(step)``, if given, runs after each optimiser step (e.g. to record a held-out
+    loss; the model is in train mode there, so evaluate under ``torch.no_grad()``).
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
@@ -129,6 +135,8 @@ def behaviour_clone(
             opt.step()
             sched.step()
             losses.append(loss.item())
+            if callback is not None:
+                callback(step)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     model.eval()
@@ -146,7 +154,11 @@ def with_lora(model, rank: int = 8, alpha: int = 16):
         raise ValueError(f"rank must be >= 1, got {rank}")
     gpt2 = model.config.model_type == "gpt2"  # GPT-2 stores its projections transposed (Conv1D)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM", fan_in_fan_out=gpt2)
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated alias ``is_gradient_checkpointing``; no argument
+        # of ours avoids it, and it says nothing about this model
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def trainable_parameters(model) -> int:
