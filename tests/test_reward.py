@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from irlm import reward
+from irlm import reward, tasks
 from irlm.adapters import PlainAdapter
 from irlm.tasks import expert_solution, make_queries, plausible_wrong_answer
 
@@ -142,3 +142,55 @@ def test_majority_vote_expected_is_the_subset_average():
     assert mc == pytest.approx(exact, abs=0.03)
     with pytest.raises(ValueError, match="draws"):
         reward.majority_vote_expected(answers, correct, 2, draws=0)
+
+
+def test_confidence_features_match_a_direct_computation():
+    lp = [np.log([0.9, 0.4, 0.15, 0.8]), np.log([0.6])]
+    f = reward.confidence_features(lp)
+    assert f.shape == (2, len(reward.CONFIDENCE_FEATURES))
+    assert f[0] == pytest.approx(
+        [np.log(0.9 * 0.4 * 0.15 * 0.8), np.log(0.9 * 0.4 * 0.15 * 0.8) / 4, np.log(0.15), np.log(0.15 * 0.4), 2, 1]
+    )
+    assert f[1] == pytest.approx([np.log(0.6), np.log(0.6), np.log(0.6), np.log(0.6), 0, 0])
+    with pytest.raises(ValueError, match="at least one token"):
+        reward.confidence_features([np.array([])])
+
+
+def test_confidence_rm_learns_which_feature_predicts_the_label():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 3))
+    y = x[:, 1] + 0.3 * rng.standard_normal(400) > 0
+    rm = reward.train_confidence_rm(x, y)
+    w = rm[-1].coef_[0]
+    assert abs(w[1]) > 5 * max(abs(w[0]), abs(w[2]))
+    from irlm import metrics
+
+    assert metrics.auc(rm.decision_function(x), y) > 0.95
+    with pytest.raises(ValueError, match="both right and wrong"):
+        reward.train_confidence_rm(x, np.ones(400, bool))
+    with pytest.raises(ValueError, match="l2"):
+        reward.train_confidence_rm(x, y, l2=0)
+
+
+def test_step_verifier_reads_each_check_where_its_text_ends(tiny_model):
+    model, tok = tiny_model
+    qs = make_queries(30, seed=5)
+    prompts = [PlainAdapter().prompt(q, "columns") for q in qs]
+    right = [expert_solution(q) for q in qs]
+    wrong = [r[:-1] + str((int(r[-1]) + 1) % 10) for r in right]  # the final answer off by one
+    responses, checks = right + wrong, [tasks.arithmetic_checks(r) for r in right + wrong]
+    assert all(ok for row in checks[:30] for _, ok in row) and not any(row[-1][1] for row in checks[30:])
+    pos, lab, keep = reward._check_positions(tok, prompts * 2, responses, checks, "cpu")
+    for i, (p, r, row) in enumerate(zip(prompts * 2, responses, checks)):
+        text = tok.decode(tok(p + r, add_special_tokens=False)["input_ids"][: int(pos[i, len(row) - 1]) + 1])
+        assert text == p + r[: row[-1][0]]  # the last check is read at the token that ends its text
+        assert keep[i].sum() == len(row) and lab[i, : len(row)].tolist() == [float(ok) for _, ok in row]
+    verifier = reward.train_step_verifier(
+        model, tok, prompts * 2, responses, checks, steps=30, batch_size=16, lr=3e-3, progress=False
+    )
+    scores = reward.score(verifier, tok, prompts * 2, responses, checks=checks)
+    assert scores.shape == (60,) and (scores <= 0).all() and scores[:30].mean() > scores[30:].mean()
+    with pytest.raises(ValueError, match="exactly when orm is a StepVerifier"):
+        reward.score(verifier, tok, prompts, right)
+    with pytest.raises(ValueError, match="no check"):
+        reward.train_step_verifier(model, tok, ["a"], ["b"], [[]])

@@ -110,3 +110,20 @@ def test_dataset_round_trip(tmp_path):
     assert tasks.from_dataset(ds) == qs
     tasks.save_queries(qs, tmp_path / "q")
     assert tasks.load_queries(tmp_path / "q") == qs
+
+
+def test_arithmetic_checks_need_no_answer_key():
+    q = Query(347, 285, "+")
+    right = tasks.expert_solution(q)
+    assert [ok for _, ok in tasks.arithmetic_checks(right)] == [True] * 4
+    assert [end for end, _ in tasks.arithmetic_checks(right)] == [9, 20, 31, len(right)]
+    # a wrong digit, and a final answer that does not say what the steps wrote
+    wrong = "7+5+0=3c1, 4+8+1=3c1, 3+2+1=6c0, so 632"
+    assert [ok for _, ok in tasks.arithmetic_checks(wrong)] == [False, True, True, False]
+    # self-consistent working on a wrongly copied operand passes every check
+    assert all(ok for _, ok in tasks.arithmetic_checks("7+4+0=1c1, 4+8+1=3c1, 3+2+1=6c0, so 631"))
+    sub = tasks.expert_solution(Query(22, 8, "-"))
+    assert all(ok for _, ok in tasks.arithmetic_checks(sub)) and sub.endswith("so 14")
+    assert tasks.arithmetic_checks("no working") == []
+    for q in tasks.make_queries(200, seed=1):
+        assert all(ok for _, ok in tasks.arithmetic_checks(tasks.expert_solution(q)))

@@ -17,7 +17,7 @@ import copy
 import math
 import random
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -183,6 +183,54 @@ def fit_gao_best_of_n(kl: np.ndarray, gain: np.ndarray) -> tuple[float, float]:
     return float(alpha), float(beta)
 
 
+CONFIDENCE_FEATURES = (
+    "log-likelihood",
+    "mean token log-prob",
+    "lowest token log-prob",
+    "two lowest token log-probs",
+    "tokens below p=1/2",
+    "tokens below p=1/5",
+)
+
+
+def confidence_features(logprobs: Sequence[np.ndarray]) -> np.ndarray:
+    """What the policy itself says about each response, from its per-token log-probabilities
+    :math:`\\ell_t = \\log \\pi(y_t \\mid x, y_{<t})`: the sum :math:`\\sum_t \\ell_t`, the mean,
+    the lowest :math:`\\min_t \\ell_t`, the sum of the two lowest, and how many tokens had
+    :math:`\\pi < 1/2` and :math:`\\pi < 1/5`; shape ``(responses, 6)``, columns named in
+    :data:`CONFIDENCE_FEATURES`. A wrong digit drawn at temperature 1 is often a token the
+    policy found unlikely, and these features see it however long the response is."""
+    if len(logprobs) == 0:
+        raise ValueError("logprobs is empty")
+    rows = []
+    for lp in logprobs:
+        lp = np.asarray(lp, dtype=float)
+        if lp.ndim != 1 or len(lp) == 0:
+            raise ValueError("every response needs a 1-D array of at least one token log-prob")
+        low = np.sort(lp)[:2]
+        rows.append([lp.sum(), lp.mean(), low[0], low.sum(), (lp < np.log(0.5)).sum(), (lp < np.log(0.2)).sum()])
+    return np.array(rows)
+
+
+def train_confidence_rm(features: np.ndarray, labels: Sequence[bool], l2: float = 1.0):
+    """A reward model on :func:`confidence_features`: standardised features and logistic
+    regression, :math:`r(x, y) = w^\\top \\tilde f(x, y) + b`, fitted by maximum likelihood
+    with an L2 penalty :math:`\\lVert w \\rVert^2 / (2 \\cdot \\text{l2})` on binary outcome
+    labels. Returns a scikit-learn pipeline; its ``decision_function`` is the reward."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = np.asarray(features, dtype=float), np.asarray(labels, dtype=bool)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be (responses, features) with one label each, got {x.shape} and {y.shape}")
+    if y.all() or not y.any():
+        raise ValueError("labels need both right and wrong responses")
+    if l2 <= 0:
+        raise ValueError(f"l2 must be > 0, got {l2}")
+    return make_pipeline(StandardScaler(), LogisticRegression(C=l2, max_iter=5000)).fit(x, y)
+
+
 class OutcomeRewardModel(torch.nn.Module):
     """A causal LM's final hidden state at the last token of (prompt, response), and a
     linear head: :math:`r_\\phi(x, y) = w^\\top h_\\phi(x, y)_{\\text{last}} + b`, a logit for
@@ -209,6 +257,40 @@ def _encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], device)
     return ids.to(device), mask.to(device)
 
 
+def _fit(
+    model: torch.nn.Module,
+    n_items: int,
+    loss_of: Callable[[list[int]], torch.Tensor],
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    threads: int,
+    progress: bool,
+    desc: str,
+) -> None:
+    """AdamW on random mini-batches of item indices; ``loss_of(batch)`` gives the loss."""
+    rng = random.Random(seed)
+    with deterministic(threads):
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        for _ in tqdm(range(steps), desc=desc, disable=not progress):
+            loss = loss_of(rng.sample(range(n_items), min(batch_size, n_items)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+
+
+def _check_fit_args(
+    prompts: Sequence[str], responses: Sequence[str], targets: Sequence, steps: int, batch_size: int, lr: float
+) -> None:
+    if not (len(prompts) == len(responses) == len(targets)) or len(prompts) == 0:
+        raise ValueError("prompts, responses and labels (checks) must be non-empty and of equal length")
+    if steps < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
+
+
 def train_orm(
     lm,
     tokenizer,
@@ -225,37 +307,114 @@ def train_orm(
     """Fine-tune a copy of ``lm`` plus a linear head with the logistic loss
     :math:`-[z \\log \\sigma(r) + (1 - z) \\log (1 - \\sigma(r))]` on binary outcome labels
     :math:`z` (was the response correct?)."""
-    if not (len(prompts) == len(responses) == len(labels)) or len(prompts) == 0:
-        raise ValueError("prompts, responses and labels must be non-empty and of equal length")
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
-    rng = random.Random(seed)
-    with deterministic(threads):
-        torch.manual_seed(seed)
-        orm = OutcomeRewardModel(copy.deepcopy(lm)).to(lm.device)
-        orm.train()
-        opt = torch.optim.AdamW(orm.parameters(), lr=lr, weight_decay=0.0)
-        y_all = torch.tensor([float(z) for z in labels], device=lm.device)
-        for _ in tqdm(range(steps), desc="training the ORM", disable=not progress):
-            idx = rng.sample(range(len(prompts)), min(batch_size, len(prompts)))
-            ids, mask = _encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx], lm.device)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(orm(ids, mask), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return orm.eval()
+    _check_fit_args(prompts, responses, labels, steps, batch_size, lr)
+    torch.manual_seed(seed)
+    orm = OutcomeRewardModel(copy.deepcopy(lm)).to(lm.device)
+    y_all = torch.tensor([float(z) for z in labels], device=lm.device)
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
+        ids, mask = _encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx], lm.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(orm(ids, mask), y_all[idx])
+
+    _fit(orm, len(prompts), loss_of, steps, batch_size, lr, seed, threads, progress, "training the ORM")
+    return orm
+
+
+class StepVerifier(OutcomeRewardModel):
+    """The ORM's architecture asked a question at several places of a response: the
+    hidden state where each checked piece of text ends, through the same linear head,
+    gives a logit :math:`v_j` for "check :math:`j` passes". A response's score is the
+    log-probability that every check passes,
+    :math:`r(x, y) = \\sum_j \\log \\sigma(v_j)`, the outcome score as a product of step
+    scores (Lightman et al., 2023)."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits of shape ``positions.shape``: ``(batch, checks)``, token indices (any
+        value where a row has fewer checks; mask those out)."""
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        hidden = out.hidden_states[-1].gather(1, positions[..., None].expand(-1, -1, out.hidden_states[-1].shape[-1]))
+        return self.head(hidden.float()).squeeze(-1)
+
+
+def _check_positions(
+    tokenizer, prompts: Sequence[str], responses: Sequence[str], checks: Sequence[Sequence[tuple[int, bool]]], device
+) -> tuple[torch.Tensor, ...]:
+    """Token index of the last character of each check, its label and a mask, padded."""
+    positions, labels = [], []
+    for p, r, row in zip(prompts, responses, checks):
+        offset = len(tokenizer(p, add_special_tokens=False)["input_ids"])
+        spans = tokenizer(r, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        ends = [e for _, e in spans]
+        positions.append([offset + next(t for t, e in enumerate(ends) if e >= end) for end, _ in row])
+        labels.append([float(ok) for _, ok in row])
+    width = max(1, max(len(row) for row in positions))
+    pos = torch.zeros(len(positions), width, dtype=torch.long)
+    lab, mask = torch.zeros(len(positions), width), torch.zeros(len(positions), width, dtype=torch.bool)
+    for i, (ps, ls) in enumerate(zip(positions, labels)):
+        pos[i, : len(ps)], lab[i, : len(ls)], mask[i, : len(ps)] = torch.tensor(ps), torch.tensor(ls), True
+    return pos.to(device), lab.to(device), mask.to(device)
+
+
+def train_step_verifier(
+    lm,
+    tokenizer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    checks: Sequence[Sequence[tuple[int, bool]]],
+    steps: int = 150,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    threads: int = 2,
+    progress: bool = True,
+) -> StepVerifier:
+    """Fine-tune a copy of ``lm`` plus a linear head with the logistic loss on every check
+    of every response: ``checks[i]`` lists ``(end, ok)`` for response ``i``, ``end`` the
+    character index one past the checked text (e.g. :func:`irlm.tasks.arithmetic_checks`).
+    The loss is the mean over all checks in a batch of
+    :math:`-[z_j \\log \\sigma(v_j) + (1 - z_j) \\log(1 - \\sigma(v_j))]`."""
+    _check_fit_args(prompts, responses, checks, steps, batch_size, lr)
+    if not any(len(row) for row in checks):
+        raise ValueError("checks holds no check at all")
+    torch.manual_seed(seed)
+    verifier = StepVerifier(copy.deepcopy(lm)).to(lm.device)
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
+        p, r = [prompts[i] for i in idx], [responses[i] for i in idx]
+        ids, mask = _encode(tokenizer, p, r, lm.device)
+        pos, lab, keep = _check_positions(tokenizer, p, r, [checks[i] for i in idx], lm.device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(verifier(ids, mask, pos)[keep], lab[keep])
+
+    _fit(verifier, len(prompts), loss_of, steps, batch_size, lr, seed, threads, progress, "training the verifier")
+    return verifier
 
 
 @torch.inference_mode()
 def score(
-    orm: OutcomeRewardModel, tokenizer, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 256
+    orm: OutcomeRewardModel,
+    tokenizer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    batch_size: int = 256,
+    checks: Sequence[Sequence[tuple[int, bool]]] | None = None,
 ) -> np.ndarray:
-    """The ORM's reward (a logit) for each (prompt, response)."""
+    """The reward of each (prompt, response): the ORM's logit, or for a
+    :class:`StepVerifier` the sum of :math:`\\log \\sigma(v_j)` over the response's checks
+    (``checks``: where they end; their labels are not used)."""
     if len(prompts) != len(responses) or len(prompts) == 0:
         raise ValueError("prompts and responses must be non-empty and of equal length")
+    stepwise = isinstance(orm, StepVerifier)
+    if stepwise != (checks is not None) or (stepwise and len(checks) != len(prompts)):
+        raise ValueError("checks must be given (one row per response) exactly when orm is a StepVerifier")
     device = next(orm.parameters()).device
     out = []
     for s in range(0, len(prompts), batch_size):
-        ids, mask = _encode(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], device)
-        out.append(orm(ids, mask).cpu().numpy())
+        p, r = prompts[s : s + batch_size], responses[s : s + batch_size]
+        ids, mask = _encode(tokenizer, p, r, device)
+        if not stepwise:
+            out.append(orm(ids, mask).cpu().numpy())
+            continue
+        pos, _, keep = _check_positions(tokenizer, p, r, checks[s : s + batch_size], device)
+        logsig = torch.nn.functional.logsigmoid(orm(ids, mask, pos))
+        out.append(torch.where(keep, logsig, 0.0).sum(dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float64)

@@ -189,7 +189,7 @@ PROMPTS: dict[str, Prompt] = {
             "debate",
             "Two experts debate the answer.",
             _debate,
-            "a prompt that hurts: a confident wrong expert wins half the debates",
+            "built to hurt: for about half the queries its debate settles on the wrong expert's answer",
         ),
     ]
 }
@@ -269,6 +269,35 @@ def is_correct(query: Query, response: str) -> bool:
 def split_steps(response: str) -> list[str]:
     """Steps of a response: the pieces between ``", "``, stripped."""
     return [s.strip() for s in response.split(", ") if s.strip()]
+
+
+_COLUMN_STEP = re.compile(r"(\d)([+-])(\d)\2(\d)=(\d)([cb])(\d)")
+
+
+def arithmetic_checks(response: str) -> list[tuple[int, bool]]:
+    """Checks a reader can make on a ``columns`` response without knowing the answer.
+
+    For each written step ``x+y+c=dcf`` (or ``x-y-c=dbf``): is it arithmetic, i.e. with
+    :math:`s = x \\pm y \\pm c`, is :math:`d = s \\bmod 10` and the flag
+    :math:`f = 1[s \\ge 10 \\text{ or } s < 0]`? Then the final answer: does ``so N`` say the
+    number the steps wrote (their digits from last to first, after the last carry)?
+    Each check is ``(end, ok)`` with ``end`` the index one past the checked characters, so
+    a verifier can be asked about each check where its text ends. A response passes all
+    of them iff its working is self-consistent; operands copied wrongly from the query
+    are not checked here.
+    """
+    checks, digits, carry = [], [], 0
+    for m in _COLUMN_STEP.finditer(response):
+        x, op, y, c, d, _, f = m.groups()
+        total = int(x) + int(y) + int(c) if op == "+" else int(x) - int(y) - int(c)
+        checks.append((m.end(), int(d) == total % 10 and int(f) == int(total >= 10 or total < 0)))
+        digits.append(d)
+        carry = int(f) if op == "+" else 0
+    final = re.search(r"so (-?\d+)\s*$", response)
+    if final:
+        written = int((str(carry) if carry else "") + "".join(reversed(digits))) if digits else None
+        checks.append((final.end(1), int(final.group(1)) == written))
+    return checks
 
 
 def check_steps(query: Query, response: str, prompt_id: str = DEFAULT_PROMPT) -> list[bool]:

@@ -1,0 +1,45 @@
+"""The committed chapters are what readers see on GitHub, in Colab and in the book: no
+progress bars, warnings, error output or machine paths in them."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+MACHINE_PATH = re.compile(r"(?<![\w.$])(/root/|/home/|/tmp/|/Users/|/work/|[A-Z]:\\\\)")
+WARNING = re.compile(r"\b\w*Warning\b|\bwarn(ings?)?\.warn\b|\bDEPRECATED\b", re.IGNORECASE)
+PROGRESS_BAR = re.compile(r"\d+%\|")
+
+
+def output_texts(path: Path) -> list[tuple[int, str, str]]:
+    """(cell index, output kind, text) of every output of a notebook."""
+    nb = json.loads(path.read_text())
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            kind = out.get("name", out["output_type"])
+            text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+            found.append((i, kind, text))
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_are_clean(path):
+    problems = []
+    for i, kind, text in output_texts(path):
+        if kind in ("stderr", "error"):
+            problems.append(f"cell {i}: {kind} output {text[:80]!r}")
+        for name, pattern in [("machine path", MACHINE_PATH), ("warning", WARNING), ("progress bar", PROGRESS_BAR)]:
+            match = pattern.search(text)
+            if match:
+                problems.append(f"cell {i}: {name} {text[max(0, match.start() - 40) : match.end() + 40]!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_patterns_catch_what_they_should():
+    assert MACHINE_PATH.search("saved to /root/.cache/irlm/x")
+    assert not MACHINE_PATH.search("saved to $IRLM_CACHE/data/x")
+    assert WARNING.search("FutureWarning: `x` is deprecated")
+    assert PROGRESS_BAR.search(" 45%|████▌     | 9/20")
