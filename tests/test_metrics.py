@@ -136,3 +136,15 @@ def test_excludes_zero():
     assert metrics.excludes_zero(metrics.CI(0.1, 0.01, 0.2))
     assert metrics.excludes_zero(metrics.CI(-0.1, -0.2, -0.01))
     assert not metrics.excludes_zero(metrics.CI(0.1, -0.01, 0.2))
+
+
+def test_pass_at_k_per_query_is_the_estimator_row_by_row():
+    correct = np.array([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
+    got = metrics.pass_at_k_per_query(correct, 2)
+    assert got == pytest.approx([1 - comb(2, 2) / comb(4, 2), 0.0, 1.0])
+    assert [c.mean for c in metrics.pass_at_k_curve(correct, [2])] == pytest.approx([got.mean()])
+
+
+def test_verdict_reads_the_interval():
+    assert metrics.verdict(metrics.CI(0.1, 0.01, 0.2), 50) == "excludes 0"
+    assert metrics.verdict(metrics.CI(0.1, -0.01, 0.2), 50) == "no measurable difference at this sample size (n = 50)"

@@ -86,6 +86,14 @@ def excludes_zero(ci: CI) -> bool:
     return ci.lo > 0 or ci.hi < 0
 
 
+def verdict(ci: CI, n: int) -> str:
+    """How the course reads a paired interval of A - B over ``n`` queries: "excludes 0", or
+    "no measurable difference at this sample size (n = ...)"."""
+    if excludes_zero(ci):
+        return "excludes 0"
+    return f"no measurable difference at this sample size (n = {n})"
+
+
 def accuracy_ci(correct: Sequence[bool] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> CI:
     """Accuracy (fraction of ``True``) with a bootstrap confidence interval."""
     return bootstrap_ci(np.asarray(correct, dtype=float), n_boot, alpha, seed)
@@ -117,12 +125,17 @@ def as_grid(correct: np.ndarray) -> np.ndarray:
     return correct
 
 
+def pass_at_k_per_query(correct: np.ndarray, k: int) -> np.ndarray:
+    """The unbiased pass@k (:func:`pass_at_k`) of each query (row) of a boolean
+    ``(queries, n)`` array: per-query values, ready for :func:`paired_difference`."""
+    correct = as_grid(correct)
+    return np.array([pass_at_k(correct.shape[1], int(c), k) for c in correct.sum(axis=1)])
+
+
 def pass_at_k_curve(correct: np.ndarray, ks: Sequence[int], n_boot: int = 1000, seed: int = 0) -> list[CI]:
     """pass@k for each ``k`` in ``ks``: the mean over queries of the unbiased estimator,
     with a bootstrap interval over queries. ``correct`` is boolean, shape ``(queries, n)``."""
-    correct = as_grid(correct)
-    n, cs = correct.shape[1], correct.sum(axis=1)
-    return [bootstrap_ci([pass_at_k(n, int(c), int(k)) for c in cs], n_boot=n_boot, seed=seed) for k in ks]
+    return [bootstrap_ci(pass_at_k_per_query(correct, int(k)), n_boot=n_boot, seed=seed) for k in ks]
 
 
 def distinct_answers(answers: Sequence[Sequence[Hashable]]) -> np.ndarray:
