@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import kendalltau, spearmanr
 
 from irlm import preferences as pref
 from irlm import reward
@@ -275,6 +275,30 @@ def test_spearman_and_pairwise_accuracy():
         pref.pairwise_accuracy([1, 2], [0], [1], [1])
     with pytest.raises(ValueError):
         pref.spearman_per_query(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_order_consistency_per_query_counts_pairs():
+    rng = np.random.default_rng(0)
+    scores, gold = rng.normal(size=(6, 7)), rng.normal(size=(6, 7))
+    scores[0, :3] = 1.0  # score ties count one half
+    gold[1] = 2.0  # no pair with different gold reward: undefined
+    oc = pref.order_consistency_per_query(scores, gold)
+    for q in (0, 2, 3, 4, 5):  # brute force over ordered pairs
+        agree = [
+            1.0
+            if (scores[q, i] - scores[q, j]) * (gold[q, i] - gold[q, j]) > 0
+            else 0.5 * (scores[q, i] == scores[q, j])
+            for i in range(7)
+            for j in range(7)
+            if gold[q, i] != gold[q, j]
+        ]
+        assert oc[q] == pytest.approx(np.mean(agree))
+    assert np.isnan(oc[1])
+    for q in (2, 3, 4, 5):  # no ties: (1 + Kendall's tau) / 2
+        assert oc[q] == pytest.approx((1 + kendalltau(scores[q], gold[q]).statistic) / 2)
+    assert np.allclose(pref.order_consistency_per_query(gold[2:], gold[2:]), 1.0)
+    with pytest.raises(ValueError):
+        pref.order_consistency_per_query(np.zeros((2, 2)), np.zeros((2, 3)))
 
 
 def test_monotone_transform_keeps_best_of_n_choices():

@@ -15,8 +15,8 @@ preference-based reward modeling":
   (:func:`train_bt_head`), the same head trained as a classifier of chosen vs rejected
   responses (:func:`train_classifier_head`), and a gradient-boosted classifier
   (:func:`train_gbdt_classifier`); evaluated by best-of-N gold reward
-  (:func:`expected_best_of_n`), per-query rank correlation (:func:`spearman_per_query`)
-  and pairwise accuracy (:func:`pairwise_accuracy`).
+  (:func:`expected_best_of_n`), per-query order consistency
+  (:func:`order_consistency_per_query`) and rank correlation (:func:`spearman_per_query`).
 """
 
 from __future__ import annotations
@@ -447,6 +447,24 @@ def pairwise_accuracy(
         raise ValueError("every pair has equal gold reward; pairwise accuracy is undefined")
     sign = np.sign(sa[keep] - sb[keep]) * np.sign(ga[keep] - gb[keep])
     return float(np.mean((sign + 1) / 2))
+
+
+def order_consistency_per_query(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """Order consistency of a reward model among each query's responses: the share of the
+    query's pairs (i, j) with different gold rewards that the model orders as the gold
+    reward does (its noise-free annotator),
+
+        OC = mean over pairs of 1[(s_i - s_j)(g_i - g_j) > 0] + 1/2 * 1[s_i = s_j],
+
+    that is :func:`pairwise_accuracy` on every pair within the query. 0.5 is a random
+    order, 1 the gold order; NaN for a query whose gold rewards are all equal."""
+    s, g = _check_grid(scores, gold)
+    i, j = np.triu_indices(s.shape[1], k=1)
+    out = np.full(len(s), np.nan)
+    for q in range(len(s)):
+        if np.ptp(g[q]) > 0:
+            out[q] = pairwise_accuracy(s[q, i], s[q, j], g[q, i], g[q, j])
+    return out
 
 
 # --- embeddings --------------------------------------------------------------------------
