@@ -127,3 +127,44 @@ def test_rank_prompts_and_vote_over_top_k():
         offline_irl.vote_over_top_k(answers[:1], order, 1)
     with pytest.raises(ValueError, match="non-empty"):
         offline_irl.rank_prompts(np.zeros(3))
+
+
+def test_lookup_prompts_is_the_best_prompt_per_key_on_the_logs():
+    # prompt 0 is right on every "+" query, prompt 1 on every "-" query, prompt 2 never
+    keys = ["+", "-", "+", "-", "+"]
+    correct = np.array([[k == "+", k == "-", False] for k in keys])
+    picks = offline_irl.lookup_prompts(correct, keys, ["-", "+", "*"])
+    assert picks.tolist() == [1, 0, 0]  # an unseen key gets the best single prompt (0: 3 of 5 right)
+    by_hand = [int(np.argmax(correct[np.array(keys) == k].mean(0))) for k in ["-", "+"]]
+    assert picks[:2].tolist() == by_hand
+    with pytest.raises(ValueError, match="one entry per query"):
+        offline_irl.lookup_prompts(correct, keys[:2], ["+"])
+
+
+def test_prompt_subsets_all_or_a_uniform_draw():
+    assert offline_irl.prompt_subsets(4, 2, max_subsets=10) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    drawn = offline_irl.prompt_subsets(6, 3, max_subsets=5, seed=1)
+    assert len(drawn) == len(set(drawn)) == 5 and all(len(s) == 3 and list(s) == sorted(s) for s in drawn)
+    assert drawn == offline_irl.prompt_subsets(6, 3, max_subsets=5, seed=1)
+    # each prompt is in a subset with probability k/n: the draw is uniform over subsets
+    counts = np.zeros(6)
+    for seed in range(400):
+        for s in offline_irl.prompt_subsets(6, 3, max_subsets=2, seed=seed):
+            counts[list(s)] += 1
+    assert np.allclose(counts / 800, 0.5, atol=0.05)
+    for args, match in [((3, 0, 2), "k must lie"), ((3, 4, 2), "k must lie"), ((3, 2, 0), "max_subsets")]:
+        with pytest.raises(ValueError, match=match):
+            offline_irl.prompt_subsets(*args)
+
+
+def test_most_confident_of_top_k():
+    confidence = np.array([[-0.1, -2.0, -0.5], [-1.0, -1.0, -0.2]])
+    order = np.array([[1, 2, 0], [0, 1, 2]])
+    assert offline_irl.most_confident_of_top_k(confidence, order, 1).tolist() == [1, 0]
+    assert offline_irl.most_confident_of_top_k(confidence, order, 2).tolist() == [2, 0]  # a tie: the higher rank
+    assert offline_irl.most_confident_of_top_k(confidence, order, 3).tolist() == [0, 2]
+    assert offline_irl.most_confident_of_top_k(confidence, order, 3).tolist() == np.argmax(confidence, 1).tolist()
+    with pytest.raises(ValueError, match="k must lie"):
+        offline_irl.most_confident_of_top_k(confidence, order, 0)
+    with pytest.raises(ValueError, match="shape"):
+        offline_irl.most_confident_of_top_k(confidence[:1], order, 1)

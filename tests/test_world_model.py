@@ -50,18 +50,21 @@ def test_per_query_best_prompt_beats_best_single_prompt(base, test_queries):
     assert correct[:, list(tasks.PROMPTS).index("debate")].mean() < best_single - 0.10
 
 
-def test_tiny_arith_ops_best_prompt_depends_on_the_operation(test_queries):
-    """Chapter 6's model: `columns` is best on additions, `full_sums` on subtractions."""
-    model, tok = zoo.load("tiny-arith-ops", progress=False)
-    prompts = ["columns", "full_sums", "carry_right_to_left"]
+def test_tiny_arith_oplen_best_prompt_depends_on_operation_and_length(test_queries):
+    """Chapter 6's model: `columns` is best on long additions, `full_sums` on long
+    subtractions, `last_to_first` on short queries of both operations."""
+    model, tok = zoo.load("tiny-arith-oplen", progress=False)
+    prompts = ["columns", "full_sums", "last_to_first"]
     correct = np.stack(
         [sample_responses(model, tok, test_queries, p, temperature=0, batch_size=250).correct[:, 0] for p in prompts],
         axis=1,
     )
-    add = np.array([q.op == "+" for q in test_queries])
-    assert correct[add, 0].mean() > correct[add, 1].mean() + 0.3  # measured: 0.80 vs 0.22 (300 queries)
-    assert correct[~add, 1].mean() > correct[~add, 0].mean() + 0.2  # measured: 0.58 vs 0.23
-    assert correct[add, 2].mean() > 0.4  # a paraphrase the model learned: measured 0.70
+    kinds = np.array([zoo.query_kind(q) for q in test_queries])
+    # measured (500 test queries): + long 0.64 / 0.18 / 0.04, - long 0.30 / 0.50 / 0.10,
+    # + short 0.35 / 0.24 / 0.77, - short 0.25 / 0.18 / 0.92
+    for kind, best in [("+ long", 0), ("- long", 1), ("+ short", 2), ("- short", 2)]:
+        rates = correct[kinds == kind].mean(axis=0)
+        assert all(rates[best] > rates[o] + 0.15 for o in range(3) if o != best), (kind, rates)
 
 
 def test_tiny_countdown_proposes_legal_steps_but_walks_into_dead_ends():

@@ -162,3 +162,28 @@ def test_countdown_corpus_holds_correct_traces_of_unseen_puzzles():
 
     with pytest.raises(ValueError, match="task must be one of"):
         zoo.corpus(1, seed=0, spec=dataclasses.replace(zoo.ZOO["tiny-arith"], task="chess"))
+
+
+def test_corpus_mix_by_operation_and_length():
+    from collections import Counter
+
+    from irlm.tasks import Query
+
+    assert [zoo.query_kind(Query(*q)) for q in [(5, 7, "+"), (99, 12, "-"), (100, 3, "+"), (999, 998, "-")]] == [
+        "+ short",
+        "- short",
+        "+ long",
+        "- long",
+    ]
+    spec = zoo.ZOO["tiny-arith-oplen"]
+    pairs = zoo.corpus(4000, seed=0, spec=spec)
+    texts = {s: zoo.get_prompt(s).text for s in ["columns", "full_sums", "last_to_first"]}
+    # the plain prompt pads operands to three digits: "Q: 057+028"; a long query has a non-zero hundreds digit
+    kinds = Counter()
+    for p, _ in pairs:
+        head, instruction = p.split("\n")[:2]
+        q = Query.parse(head.removeprefix("Q: "))
+        kinds[zoo.query_kind(q), instruction] += 1
+    for kind, style in [("+ long", "columns"), ("- long", "full_sums"), ("+ short", "last_to_first")]:
+        others = [s for s in texts if s != style]
+        assert all(kinds[kind, texts[style]] > 10 * kinds[kind, texts[o]] for o in others), kind

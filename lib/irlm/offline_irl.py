@@ -10,8 +10,15 @@ evaluations, rows of (query :math:`q`, prompt :math:`p`, was the answer right
   embedding of the query and one of the prompt, concatenated (:func:`pair_features`).
 * The **forward** step picks, for each new query, :math:`\\pi(q) = \\arg\\max_p r(q, p)`
   (:func:`choose_prompts`): one model call per query, and no access to the answer.
-  With a budget of :math:`K` calls, :func:`vote_over_top_k` asks the :math:`K` prompts
-  ranked highest and keeps the most common answer.
+  With a budget of :math:`V` calls, :func:`vote_over_top_k` asks the :math:`V` prompts
+  ranked highest and keeps the most common answer, and :func:`most_confident_of_top_k`
+  keeps the answer the LLM is most confident in.
+
+The baselines it must beat are fixed rules read off the same logs: the best single prompt,
+and a lookup table of the best prompt per value of a visible feature of the query
+(:func:`lookup_prompts`). The paper's :math:`K` is the number of prompts in the logs;
+:func:`prompt_subsets` draws the subsets of logged prompts that a sweep over :math:`K`
+averages over.
 
 A :class:`CostMeter` counts what each strategy spends: model calls, generated tokens,
 wall time.
@@ -19,14 +26,17 @@ wall time.
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from irlm.metrics import as_grid
-from irlm.prompting import PromptGrid
+from irlm.prompting import PromptGrid, best_prompt_per_bucket, best_single_prompt
 from irlm.reward import majority_vote
 from irlm.tasks import Query, get_prompt
 
@@ -187,6 +197,36 @@ def selected_correct(correct: np.ndarray, picks: Sequence[int]) -> np.ndarray:
     return c[np.arange(len(c)), picks]
 
 
+def lookup_prompts(correct: np.ndarray, keys: Sequence[Hashable], new_keys: Sequence[Hashable]) -> np.ndarray:
+    """A fixed rule read off the logs: for each new query, the prompt most accurate on the
+    logged queries with the same key (a visible feature of the query, such as its operation),
+
+        pi(q) = argmax_p mean over logged q' with key(q') = key(q) of correct[q', p],
+
+    and the best single prompt for a key the logs never saw. ``correct`` is the logs'
+    (queries, prompts) grid and ``keys`` its queries' keys; returns one prompt index per
+    entry of ``new_keys``."""
+    keys = [str(k) for k in keys]
+    table = best_prompt_per_bucket(correct, keys)  # ties: the prompt best on all the logs
+    fallback = best_single_prompt(correct)
+    return np.array([table.get(str(k), fallback) for k in new_keys], dtype=int)
+
+
+def prompt_subsets(n_prompts: int, k: int, max_subsets: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """The size-``k`` subsets of ``range(n_prompts)`` that a sweep over the number of logged
+    prompts averages over: all C(n_prompts, k) of them when there are at most
+    ``max_subsets``, else ``max_subsets`` of them drawn uniformly without replacement, so the
+    mean over the draw is an unbiased estimate of the mean over all subsets."""
+    if not 1 <= k <= n_prompts:
+        raise ValueError(f"k must lie in [1, n_prompts={n_prompts}], got {k}")
+    if max_subsets < 1:
+        raise ValueError(f"max_subsets must be >= 1, got {max_subsets}")
+    if math.comb(n_prompts, k) <= max_subsets:
+        return list(itertools.combinations(range(n_prompts), k))
+    every = list(itertools.combinations(range(n_prompts), k))
+    return sorted(random.Random(seed).sample(every, max_subsets))
+
+
 def rank_prompts(scores: np.ndarray) -> np.ndarray:
     """Per query, prompt indices from the highest score to the lowest (stable on ties)."""
     s = np.asarray(scores, dtype=float)
@@ -206,6 +246,22 @@ def vote_over_top_k(answers: Sequence[Sequence], order: np.ndarray, k: int) -> n
         raise ValueError(f"k must lie in [1, {order.shape[1]}], got {k}")
     ranked = [[row[j] for j in ranks] for row, ranks in zip(answers, order)]
     return order[np.arange(len(order)), majority_vote(ranked, k)]
+
+
+def most_confident_of_top_k(confidence: np.ndarray, order: np.ndarray, k: int) -> np.ndarray:
+    """Per query, call the ``k`` prompts ranked first by ``order`` and keep the answer with
+    the highest ``confidence`` (e.g. the LLM's mean token log-probability), ties to the
+    higher-ranked prompt. Returns the index of the prompt whose answer is kept."""
+    confidence, order = np.asarray(confidence, dtype=float), np.asarray(order)
+    if order.ndim != 2 or confidence.shape != order.shape:
+        raise ValueError(
+            f"confidence and order must share one (queries, prompts) shape, got {confidence.shape}, {order.shape}"
+        )
+    if not 1 <= k <= order.shape[1]:
+        raise ValueError(f"k must lie in [1, {order.shape[1]}], got {k}")
+    top = order[:, :k]
+    best = np.argmax(np.take_along_axis(confidence, top, axis=1), axis=1)  # first of the tied
+    return top[np.arange(len(top)), best]
 
 
 @dataclass

@@ -34,7 +34,7 @@ import torch
 from irlm import countdown
 from irlm.adapters import PLAIN_FORMAT, PlainAdapter
 from irlm.sft import behaviour_clone, deterministic
-from irlm.tasks import OPS, PARAPHRASES, PROMPTS, get_prompt, make_splits, random_query
+from irlm.tasks import MAX_DIGITS, OPS, PARAPHRASES, PROMPTS, Query, get_prompt, make_splits, random_query
 
 PAD, EOS = "<|pad|>", "<|endoftext|>"
 
@@ -67,7 +67,9 @@ class TinySpec:
         ("genius", 0.1),
         ("debate", 0.1),
     )
-    # per operation, a mix that replaces ``mix`` for queries of that operation: ("+", mix)
+    # per kind of query, a mix that replaces ``mix`` for those queries: a key is an operation
+    # ("+", mix), or an operation and operand length ("+ long": a 3-digit operand, "+ short":
+    # none; see ``query_kind``), which wins over the operation's key
     mix_by_op: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     # share of demonstrations whose prompt is reworded by one of its paraphrases
     paraphrase_share: float = 0.0
@@ -80,10 +82,19 @@ class TinySpec:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _shifted_mix(more: str, less: str) -> tuple[tuple[str, float], ...]:
-    """The default mix with ``more`` at 0.5 and ``less`` at 0.02."""
-    share = {**dict(TinySpec.mix), more: 0.5, less: 0.02}
+def _shifted_mix(more: str, *less: str) -> tuple[tuple[str, float], ...]:
+    """The default mix with ``more`` at 0.5 and each of ``less`` at 0.02."""
+    share = {**dict(TinySpec.mix), more: 0.5, **dict.fromkeys(less, 0.02)}
     return tuple(share.items())
+
+
+MIX_KEYS = (*OPS, *(f"{op} {size}" for op in OPS for size in ("short", "long")))
+
+
+def query_kind(query: Query) -> str:
+    """The key of ``TinySpec.mix_by_op`` that is most specific for ``query``: its operation
+    and operand length, "+ long" if an operand has ``MAX_DIGITS`` digits, else "+ short"."""
+    return f"{query.op} {'long' if query.n_digits == MAX_DIGITS else 'short'}"
 
 
 ZOO: dict[str, TinySpec] = {
@@ -97,6 +108,22 @@ ZOO: dict[str, TinySpec] = {
         mix_by_op=(("+", _shifted_mix("columns", "full_sums")), ("-", _shifted_mix("full_sums", "columns"))),
         paraphrase_share=0.2,
         steps=2500,  # the richer corpus needs more steps: at 1500 the final loss is 0.24, not 0.14
+    ),
+    # Chapter 6's model since its science pass: as tiny-arith-ops, but the dominant style also
+    # depends on operand length. Long additions were mostly written column by column, long
+    # subtractions with whole column sums, and short queries of both operations with the
+    # answer's digits from the last (``last_to_first``); so neither the operation nor the
+    # length alone tells which prompt is best.
+    "tiny-arith-oplen": TinySpec(
+        "tiny-arith-oplen",
+        mix_by_op=(
+            ("+ long", _shifted_mix("columns", "full_sums", "last_to_first")),
+            ("- long", _shifted_mix("full_sums", "columns", "last_to_first")),
+            ("+ short", _shifted_mix("last_to_first", "columns", "full_sums")),
+            ("- short", _shifted_mix("last_to_first", "columns", "full_sums")),
+        ),
+        paraphrase_share=0.2,
+        steps=2500,
     ),
     # Chapter 7's model: Countdown solution traces whose every step keeps the target
     # reachable; an imperfect imitator proposes plausible steps and sometimes dead ends.
@@ -126,11 +153,11 @@ def corpus(n: int, seed: int, spec: TinySpec | None = None) -> list[tuple[str, s
     if spec.task == "countdown":
         return countdown_corpus(n, seed)
     mixes = {op: spec.mix for op in OPS} | dict(spec.mix_by_op)
-    for op, mix in mixes.items():
+    for key, mix in mixes.items():
         unknown = [s for s, _ in mix if s not in PROMPTS]
-        if op not in OPS or unknown:
+        if key not in MIX_KEYS or unknown:
             raise ValueError(
-                f"mix_by_op needs ops in {OPS} and styles in {sorted(PROMPTS)}; got op {op!r}, unknown {unknown}"
+                f"mix_by_op needs keys in {MIX_KEYS} and styles in {sorted(PROMPTS)}; got {key!r}, unknown {unknown}"
             )
     if not 0.0 <= spec.paraphrase_share <= 1.0:
         raise ValueError(f"paraphrase_share must lie in [0, 1], got {spec.paraphrase_share}")
@@ -144,7 +171,7 @@ def corpus(n: int, seed: int, spec: TinySpec | None = None) -> list[tuple[str, s
         q = random_query(rng)
         if q in held_out:
             continue
-        mix = mixes[q.op]
+        mix = mixes.get(query_kind(q), mixes[q.op])
         style = rng.choices([s for s, _ in mix], [w for _, w in mix])[0]
         if spec.paraphrase_share and style in rewordings and rng.random() < spec.paraphrase_share:
             style = rng.choice(rewordings[style])
