@@ -185,3 +185,23 @@ def test_prefixes_are_the_states_after_each_step():
     s = State(Puzzle((4, 7, 8, 8), 24), (Step(8, "-", 4, 4), Step(7, "-", 4, 3)))
     assert [len(x.steps) for x in cd.prefixes(s)] == [1, 2] and cd.prefixes(s)[-1] == s
     assert cd.prefixes(State(s.puzzle)) == []
+
+
+def test_partial_states_are_every_unfinished_state_once():
+    puzzle = cd.Puzzle((2, 3, 4, 5), 24)
+    states = cd.partial_states(puzzle)
+    texts = [s.response for s in states]
+    assert len(texts) == len(set(texts)) and all(not s.is_terminal and s.steps for s in states)
+    # independently, level by level: one step from the start, then one more from each of those
+    one = [cd.apply_step(cd.State(puzzle), st) for st in cd.legal_steps(cd.State(puzzle))]
+    two = [cd.apply_step(s, st) for s in one for st in cd.legal_steps(s)]
+    assert set(texts) == {s.response for s in one + two if not s.is_terminal}
+    assert any(cd.state_value(s) for s in states) and not all(cd.state_value(s) for s in states)
+
+
+def test_state_features():
+    state = cd.apply_step(cd.State(cd.Puzzle((2, 3, 4), 24)), cd.Step(3, "*", 2, 6))
+    feats = cd.state_features(state)
+    assert feats[:2] == [24, 1]
+    assert feats[2 : 2 + cd.MAX_NUMBERS] == [4, 6] + [0] * (cd.MAX_NUMBERS - 2)
+    assert feats[2 + cd.MAX_NUMBERS :] == [20, 18] + [24] * (cd.MAX_NUMBERS - 2)

@@ -2,6 +2,7 @@ from math import comb
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from irlm import metrics
 
@@ -148,3 +149,22 @@ def test_pass_at_k_per_query_is_the_estimator_row_by_row():
 def test_verdict_reads_the_interval():
     assert metrics.verdict(metrics.CI(0.1, 0.01, 0.2), 50) == "excludes 0"
     assert metrics.verdict(metrics.CI(0.1, -0.01, 0.2), 50) == "no measurable difference at this sample size (n = 50)"
+
+
+def test_paired_auc_difference_point_and_clusters():
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.3
+    good, noise = y + rng.normal(0, 1.0, 200), rng.normal(0, 1.0, 200)
+    groups = np.arange(200) // 5
+    ci = metrics.paired_auc_difference(good, noise, y, groups, seed=0)
+    assert ci.mean == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, noise))
+    assert ci.lo > 0 and ci.lo < ci.mean < ci.hi
+    # ten identical copies of each item: resampling copies as if independent is too narrow
+    copies = np.repeat(np.arange(200), 10)
+    as_items = metrics.paired_auc_difference(good[copies], noise[copies], y[copies], np.arange(2000), seed=0)
+    as_clusters = metrics.paired_auc_difference(good[copies], noise[copies], y[copies], copies, seed=0)
+    assert as_clusters.hi - as_clusters.lo > 2 * (as_items.hi - as_items.lo)
+    with pytest.raises(ValueError, match="one length"):
+        metrics.paired_auc_difference(good, noise[:10], y, groups)
+    with pytest.raises(ValueError, match="n_boot"):
+        metrics.paired_auc_difference(good, noise, y, groups, n_boot=0)

@@ -1,6 +1,8 @@
+import itertools
 import math
 import random
 
+import numpy as np
 import pytest
 
 from irlm import countdown as cd
@@ -61,7 +63,7 @@ def test_mcts_finds_the_solution_by_exploring_without_a_value_signal():
     result = search.mcts("", propose, flat_value, is_terminal, reward, budget=13, c_puct=2.0, stop_at=1.0)
     assert result.best == SOLUTION and result.reward == 1.0 and result.spent <= 13
     short = search.mcts("", propose, flat_value, is_terminal, reward, budget=3, stop_at=1.0)
-    assert short.best == "aaa" and short.reward == 0.0  # the best terminal it could afford
+    assert short.best is None and short.spent == 3  # 3 expansions open "", "a", "aa"; no terminal evaluated yet
 
 
 def test_mcts_visits_concentrate_on_the_best_child():
@@ -221,3 +223,60 @@ def test_a_proposals_list_charges_its_own_cost_in_tokens():
     budget = search.Budget(30, unit="tokens")
     search.beam_search("", propose, lambda s: 0.5, lambda s: len(s) == 3, lambda s: 1.0, budget, beam_width=1)
     assert budget.spent == 21
+
+
+def test_puct_scores_an_unvisited_child_with_its_parents_q():
+    parent = search.Node("", N=4, W=2.0)
+    fresh = search.Node("x", P=0.5, parent=parent)
+    seen = search.Node("y", P=0.5, parent=parent, N=1, W=0.0)
+    assert search.puct(fresh, parent, 1.0) == pytest.approx(0.5 + 0.5 * 2 / 1)
+    assert search.puct(seen, parent, 1.0) == pytest.approx(0.0 + 0.5 * 2 / 2)
+    assert search.puct(fresh, parent, 0.0) == pytest.approx(parent.Q)
+
+
+def test_mcts_tries_a_live_sibling_before_it_revisits_a_dead_one():
+    # The root proposes a likely step into a dead end (p = 0.7) and an unlikely live one (p = 0.3).
+    # With Q = 0 for unvisited children, the 4th simulation would expand the dead child
+    # (0 + 0.7 sqrt(3) / 2 = 0.61 > 0 + 0.3 sqrt(3) = 0.52); the parent's Q (1/3) ranks the live one first.
+    values = {"": 0.5, "dead": 0.0, "live": 1.0}
+
+    def propose_two(state):
+        if state == "":
+            return [Proposal("dead", "dead", math.log(0.7)), Proposal("live", "live", math.log(0.3))]
+        return [Proposal("z", state + "z", 0.0)]
+
+    expanded = []
+
+    def recording(state):
+        expanded.append(state)
+        return propose_two(state)
+
+    result = search.mcts(
+        "", recording, values.get, lambda s: s.endswith("z"), lambda s: 0.0, budget=10, max_simulations=4
+    )
+    dead, live = result.tree.children
+    assert (dead.step, live.step) == ("dead", "live")
+    assert live.value == 1.0 and live.N == 1  # the live step was tried ...
+    assert expanded == [""] and not dead.expanded  # ... and the dead one never revisited
+
+
+def test_sample_until_solved_matches_every_order():
+    costs = np.array([[3, 5, 2, 4], [1, 1, 1, 1]])
+    solved = np.array([[False, True, False, True], [False, False, False, False]])
+    budgets = [2, 6, 8, 10, 20]
+    got = search.sample_until_solved(costs, solved, budgets, shared=1, draws=4000, seed=0)
+    exact = np.zeros(len(budgets))
+    orders = list(itertools.permutations(range(4)))
+    for order in orders:
+        spent = 1 + np.cumsum(costs[0][list(order)])
+        first = spent[np.argmax(solved[0][list(order)])]
+        exact += first <= np.array(budgets)
+    assert np.allclose(got[0], exact / len(orders), atol=0.03)
+    assert (got[1] == 0).all()  # never solved
+    assert got[0, 0] == 0 and got[0, -1] == 1  # 2 tokens cannot pay, 20 always can
+    per_query = search.sample_until_solved(costs, solved, budgets, shared=np.array([1, 100]), draws=4000, seed=0)
+    assert np.array_equal(per_query[0], got[0])  # one shared cost per query
+    with pytest.raises(ValueError, match="same shape|one shape"):
+        search.sample_until_solved(costs, solved[:, :3], budgets)
+    with pytest.raises(ValueError, match="draws"):
+        search.sample_until_solved(costs, solved, budgets, draws=0)

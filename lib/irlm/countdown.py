@@ -324,6 +324,30 @@ def prefixes(state: State) -> list[State]:
     return [State(state.puzzle, state.steps[:i]) for i in range(1, len(state.steps) + 1)]
 
 
+def partial_states(puzzle: Puzzle) -> list[State]:
+    """Every unfinished state a legal solution of ``puzzle`` can pass through after one or
+    more steps, depth first in the order of :func:`legal_steps`: all the partial solutions a
+    process reward model could be asked about, on-policy or not."""
+    out, todo = [], [State(puzzle)]
+    while todo:
+        state = todo.pop()
+        for step in reversed(legal_steps(state)):
+            child = apply_step(state, step)
+            if not child.is_terminal:
+                out.append(child)
+                todo.append(child)
+    return out
+
+
+def state_features(state: State) -> list[int]:
+    """A state as numbers, not tokens: the target, the steps taken, the numbers left (sorted,
+    padded with 0 to :data:`MAX_NUMBERS`) and the target minus each of them. What a value
+    model reads when it does not read text."""
+    left = list(state.remaining) + [0] * (MAX_NUMBERS - len(state.remaining))
+    target = state.puzzle.target
+    return [target, len(state.steps), *left, *(target - x for x in left)]
+
+
 def step_labels(puzzle: Puzzle, response: str) -> list[bool]:
     """Process reward labels: step ``i`` is good iff it and every earlier step are legal and the
     target is still reachable after it, i.e. :math:`V^*(s_{i+1}) = 1`."""

@@ -21,6 +21,8 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
+
 UNITS = ("calls", "tokens")
 
 
@@ -166,10 +168,15 @@ def _can_widen(node: Node, widen: int) -> bool:
     return node.expanded and node.proposals <= widen and all(c.exhausted for c in node.children)
 
 
-def puct(child: Node, parent_visits: int, c_puct: float) -> float:
-    """The PUCT score :math:`Q(s, a) + c_{\\text{puct}} P(s, a) \\sqrt{N(s)} / (1 + N(s, a))`,
-    with :math:`Q = 0` for an unvisited child."""
-    return child.Q + c_puct * child.P * math.sqrt(parent_visits) / (1 + child.N)
+def puct(child: Node, parent: Node, c_puct: float) -> float:
+    """The PUCT score :math:`Q(s, a) + c_{\\text{puct}} P(s, a) \\sqrt{N(s)} / (1 + N(s, a))`.
+
+    An unvisited child has no :math:`Q(s, a)` yet; it gets its parent's :math:`Q(s)`, the
+    *first-play value* of common AlphaZero implementations. On a ``[0, 1]`` value scale a
+    default of 0 would rank every untried step with a dead end, so a search would revisit
+    a sibling it already knows is dead before it tries one it knows nothing about."""
+    q = child.Q if child.N else parent.Q
+    return q + c_puct * child.P * math.sqrt(parent.N) / (1 + child.N)
 
 
 def mcts(
@@ -194,8 +201,8 @@ def mcts(
     the softmax of the proposals' log-probabilities (proposing is the expensive part, so a
     leaf that looks hopeless is never expanded); (3) *backs up* its value :math:`v`:
     :math:`N \\mathrel{+}= 1, W \\mathrel{+}= v` on the path, so :math:`Q = W/N` is the mean
-    evaluation below each edge. An unvisited child counts as :math:`Q = 0`, the worst
-    value, so among untried steps the prior decides.
+    evaluation below each edge. An unvisited child counts as its parent's :math:`Q`
+    (see :func:`puct`), so among untried steps the prior decides.
 
     A sampling proposer may miss the good steps of a state. With ``widen > 0``, a node whose
     children are all exhausted (every one evaluated, down to the leaves) asks the proposer
@@ -217,7 +224,7 @@ def mcts(
     for _ in range(max_simulations):
         node = tree
         while node.children and not _can_widen(node, widen):
-            node = max(node.children, key=lambda c, n=node: puct(c, n.N, c_puct))  # first on ties
+            node = max(node.children, key=lambda c, n=node: puct(c, n, c_puct))  # first on ties
         if _can_widen(node, widen):  # every child exhausted: ask the proposer again
             if not _expand(node, propose, is_terminal, budget):
                 break
@@ -319,3 +326,36 @@ def tree_edges(tree: Node, max_depth: int | None = None, min_visits: int = 0) ->
                 edges.append((node, child))
                 queue.append(child)
     return edges
+
+
+def sample_until_solved(
+    costs: np.ndarray,
+    solved: np.ndarray,
+    budgets: Iterable[int],
+    shared: float | np.ndarray = 0,
+    draws: int = 200,
+    seed: int = 0,
+) -> np.ndarray:
+    """Best-of-:math:`N` with a free outcome check as an anytime search: draw whole samples in
+    a random order until one is solved, paying ``shared`` once (a prompt kept in a KV cache; a
+    number, or one per query) and then each sample's ``costs``. For each query (row) and budget :math:`b`, the
+    probability over orders that a solved sample arrives with at most :math:`b` spent,
+
+    .. math:: \\Pr_\\sigma\\big[\\textstyle\\text{shared} + \\sum_{j \\le t_\\sigma} c_{\\sigma(j)} \\le b\\big],
+
+    :math:`t_\\sigma` the position of the first solved sample in order :math:`\\sigma`
+    (never, if none is solved), estimated from ``draws`` random orders. The average over
+    orders makes the curve independent of the order the samples were drawn in.
+    ``costs`` and ``solved`` have shape ``(queries, samples)``; returns ``(queries, budgets)``."""
+    costs, solved = np.asarray(costs, dtype=float), np.asarray(solved, dtype=bool)
+    if costs.ndim != 2 or costs.shape != solved.shape:
+        raise ValueError(f"costs and solved must be 2-D of one shape, got {costs.shape} and {solved.shape}")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    budgets = np.asarray(list(budgets), dtype=float)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random((draws, *costs.shape)), axis=-1)  # (draws, queries, samples)
+    spent = np.asarray(shared, dtype=float).reshape(-1, 1) + np.cumsum(np.take_along_axis(costs[None], order, -1), -1)
+    hit = np.take_along_axis(solved[None].repeat(draws, 0), order, -1)
+    first = np.where(hit.any(-1), np.take_along_axis(spent, hit.argmax(-1)[..., None], -1)[..., 0], np.inf)
+    return (first[..., None] <= budgets).mean(0)
