@@ -26,6 +26,18 @@ class CI(NamedTuple):
         return f"{self.mean:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
 
 
+def _check_bootstrap(n_boot: int, alpha: float) -> None:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+
+
+def _percentile_ci(point: float, draws: Sequence[float] | np.ndarray, alpha: float) -> CI:
+    """``point`` with the ``alpha/2`` and ``1 - alpha/2`` quantiles of its bootstrap ``draws``."""
+    return CI(float(point), float(np.quantile(draws, alpha / 2)), float(np.quantile(draws, 1 - alpha / 2)))
+
+
 def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> CI:
     """Mean of ``values`` with a percentile-bootstrap interval: resample the values
     with replacement ``n_boot`` times and take the ``alpha/2`` and ``1 - alpha/2``
@@ -33,13 +45,10 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 1000, alpha
     x = np.asarray(values, dtype=float)
     if x.ndim != 1 or len(x) == 0:
         raise ValueError(f"values must be a non-empty 1-D sequence, got shape {x.shape}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    _check_bootstrap(n_boot, alpha)
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    return CI(float(x.mean()), float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2)))
+    return _percentile_ci(x.mean(), means, alpha)
 
 
 def paired_difference(
@@ -68,17 +77,14 @@ def paired_difference(
         raise ValueError(f"a and b must have one shape, (queries,) or (seeds, queries); got {a.shape} and {b.shape}")
     if np.isnan(a).any() or np.isnan(b).any():
         raise ValueError("a and b must not contain NaN")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    _check_bootstrap(n_boot, alpha)
     delta = (a - b).reshape(-1, a.shape[-1])
     seeds, queries = delta.shape
     rng = np.random.default_rng(seed)
     s = rng.integers(0, seeds, size=(n_boot, seeds, 1))
     q = rng.integers(0, queries, size=(n_boot, seeds, queries))
     means = delta[s, q].mean(axis=(1, 2))
-    return CI(float(delta.mean()), float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2)))
+    return _percentile_ci(delta.mean(), means, alpha)
 
 
 def excludes_zero(ci: CI) -> bool:
@@ -197,10 +203,7 @@ def paired_auc_difference(
             "scores_a, scores_b, labels and groups must be 1-D of one length, "
             f"got {a.shape}, {b.shape}, {y.shape}, {g.shape}"
         )
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    _check_bootstrap(n_boot, alpha)
     point = auc(a, y) - auc(b, y)
     keys, index = np.unique(g, return_inverse=True)
     members = [np.flatnonzero(index == i) for i in range(len(keys))]
@@ -210,7 +213,7 @@ def paired_auc_difference(
         if y[rows].all() or not y[rows].any():
             continue
         diffs.append(auc(a[rows], y[rows]) - auc(b[rows], y[rows]))
-    return CI(float(point), float(np.quantile(diffs, alpha / 2)), float(np.quantile(diffs, 1 - alpha / 2)))
+    return _percentile_ci(point, diffs, alpha)
 
 
 def within_query_auc(scores: np.ndarray, correct: np.ndarray) -> float:

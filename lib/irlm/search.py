@@ -356,6 +356,6 @@ def sample_until_solved(
     rng = np.random.default_rng(seed)
     order = np.argsort(rng.random((draws, *costs.shape)), axis=-1)  # (draws, queries, samples)
     spent = np.asarray(shared, dtype=float).reshape(-1, 1) + np.cumsum(np.take_along_axis(costs[None], order, -1), -1)
-    hit = np.take_along_axis(solved[None].repeat(draws, 0), order, -1)
+    hit = np.take_along_axis(solved[None], order, -1)
     first = np.where(hit.any(-1), np.take_along_axis(spent, hit.argmax(-1)[..., None], -1)[..., 0], np.inf)
     return (first[..., None] <= budgets).mean(0)
