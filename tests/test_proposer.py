@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from irlm import countdown as cd
-from irlm import search, zoo
+from irlm import search, tinygpt, zoo
 from irlm.proposer import LMProposer, rollouts
 
 SPEC = zoo.TinySpec(
@@ -38,6 +38,18 @@ def test_reusing_the_parents_cache_gives_the_same_proposals_for_fewer_tokens(lm)
     assert cached.tokens - before[1] < fresh.tokens - before[0]
 
 
+def test_the_tinygpt_path_proposes_what_the_generic_path_does(lm, monkeypatch):
+    child = cd.State(PUZZLE, (cd.Step(8, "-", 4, 4),))
+    fast = LMProposer(*lm, seed=5)
+    assert fast.fast
+    expected = [fast(s) for s in (cd.State(PUZZLE), child)]
+    monkeypatch.setattr(tinygpt, "supports", lambda model: False)
+    generic = LMProposer(*lm, seed=5)
+    for a, b in zip(expected, [generic(s) for s in (cd.State(PUZZLE), child)]):
+        assert [p.step for p in a] == [p.step for p in b] and a.cost == b.cost
+        np.testing.assert_allclose([p.logprob for p in a], [p.logprob for p in b], atol=1e-4)
+
+
 def test_greedy_proposer_and_rollouts(lm):
     model, tok = lm
     greedy = LMProposer(model, tok, temperature=0, seed=0)
@@ -60,7 +72,7 @@ def test_mcts_with_the_lm_respects_a_token_budget(lm):
 
 
 def test_bad_input(lm):
-    for kwargs in ({"k": 0}, {"temperature": -1.0}, {"max_step_tokens": 0}):
+    for kwargs in ({"k": 0}, {"temperature": -1.0}, {"max_step_tokens": 0}, {"threads": 0}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             LMProposer(*lm, **kwargs)
     with pytest.raises(ValueError, match="n must be"):

@@ -107,6 +107,18 @@ def test_mcts_is_deterministic_given_the_proposer_seed():
     assert run(0) == run(0) and run(0) != run(1)
 
 
+def test_with_every_value_0_until_success_c_puct_does_not_change_the_search():
+    # chapter 7 runs its rollout search once for every c_puct > 0: all Q stay 0 until the solution ends it
+    def zero(state):
+        return 0.0
+
+    def run(c):
+        result = search.mcts("", propose, zero, is_terminal, reward, budget=13, c_puct=c, stop_at=1.0)
+        return result.best, result.spent, [(child.state, child.N) for _, child in search.tree_edges(result.tree)]
+
+    assert run(0.25) == run(1.0) == run(4.0) and run(1.0)[0] == SOLUTION
+
+
 def test_beam_search_with_an_exact_value_is_greedy_to_the_solution():
     result = search.beam_search("", propose, exact_value, is_terminal, reward, budget=10, beam_width=1)
     assert result.best == SOLUTION and result.reward == 1.0 and result.spent == 3

@@ -70,6 +70,21 @@ def test_sampling_agrees_with_the_generic_path(tiny_model, monkeypatch):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+def test_extend_and_clone_equal_the_full_forward(tiny_model):
+    model, _ = tiny_model
+    ids = torch.randint(2, model.config.vocab_size, (1, 11))
+    with torch.no_grad():
+        full = tinygpt.logits(model, tinygpt.hidden_states(model, ids, torch.arange(11)[None]))
+        cache = tinygpt.KVCache(model, 1, block=4)
+        torch.testing.assert_close(tinygpt.extend(model, ids[:, :7], cache, 0), full[:, 6], atol=1e-5, rtol=1e-5)
+        three = cache.clone(7, repeat=3)  # a copy per continuation; the parent's cache stays as it was
+        for at in range(7, 11):
+            step = tinygpt.extend(model, ids[:, at : at + 1].expand(3, 1), three, at)
+            torch.testing.assert_close(step, full[:, at].expand(3, -1), atol=1e-5, rtol=1e-5)
+        again = tinygpt.extend(model, ids[:, 7:], cache.clone(7), 7)
+        torch.testing.assert_close(again, full[:, 10], atol=1e-5, rtol=1e-5)
+
+
 def test_only_plain_gpt2_is_supported(tiny_model):
     model, _ = tiny_model
     assert tinygpt.supports(model)

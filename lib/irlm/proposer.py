@@ -11,7 +11,9 @@ the tokens of the state not yet encoded, plus every sampled token. With
 ``reuse_cache=True`` a state's KV cache is kept, and a child, whose text is its parent's
 plus one step, feeds only that step's tokens on top of a copy of the parent's cache.
 With ``reuse_cache=False`` every call encodes the whole text again, as a plain
-``generate`` per node would.
+``generate`` per node would. The zoo's GPT-2 models run through :mod:`irlm.tinygpt` and
+its cache written in place (the same proposals, a test checks); any other causal LM
+through its own forward and cache.
 """
 
 from __future__ import annotations
@@ -21,16 +23,20 @@ import copy
 import numpy as np
 import torch
 
+from irlm import tinygpt
 from irlm.countdown import State, parse_proposal
 from irlm.sampling import _cache_arg, _cache_of, next_token, sample
 from irlm.search import Proposal, Proposals
+from irlm.sft import deterministic
 
 
 class LMProposer:
     """``propose(state)``: ``k`` sampled next steps, distinct and legal, as proposals.
 
     ``tokens`` and ``calls`` count what has been spent; ``temperature=0`` is greedy (then
-    one sample is enough). Deterministic given ``seed``.
+    one sample is enough). Deterministic given ``seed``. It runs on ``threads`` CPU threads:
+    one state at a time, its matrices are too small to gain from more (on a 2-core CPU one
+    thread ran the chapter's searches faster than two; ``make bench`` measures it).
     """
 
     def __init__(
@@ -42,6 +48,7 @@ class LMProposer:
         max_step_tokens: int = 6,
         seed: int = 0,
         reuse_cache: bool = True,
+        threads: int = 1,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -49,44 +56,71 @@ class LMProposer:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if max_step_tokens < 1:
             raise ValueError(f"max_step_tokens must be >= 1, got {max_step_tokens}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.model, self.tokenizer = model, tokenizer
         self.k, self.temperature, self.max_step_tokens = k, temperature, max_step_tokens
-        self.reuse_cache = reuse_cache
+        self.reuse_cache, self.threads = reuse_cache, threads
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
         self.stop = torch.tensor(sorted({_equals_id(tokenizer), tokenizer.eos_token_id}), device=model.device)
         self._kv: dict[str, tuple[list[int], object, torch.Tensor]] = {}
+        self.fast = tinygpt.supports(model)
         self.tokens = 0
         self.calls = 0
 
-    def _encode(self, state: State) -> tuple[object, torch.Tensor]:
-        """The KV cache after ``state.text`` and the next-token logits, feeding only what
+    def _encode(self, state: State) -> tuple[object, torch.Tensor, int]:
+        """The KV cache after ``state.text``, the next-token logits and the text's length in
+        tokens, feeding only what
         the parent's cache lacks when ``reuse_cache``."""
         ids = self.tokenizer(state.text, add_special_tokens=False)["input_ids"]
         past, start = None, 0
         if self.reuse_cache and state.steps:
             parent = self._kv.get(State(state.puzzle, state.steps[:-1]).text)
             if parent is not None and ids[: len(parent[0])] == parent[0]:
-                past, start = copy.deepcopy(parent[1]), len(parent[0])
+                past, start = parent[1], len(parent[0])
         feed = torch.tensor([ids[start:]], device=self.model.device)
-        kwargs = {_cache_arg(self.model): past} if past is not None else {}
-        out = self.model(input_ids=feed, use_cache=True, **kwargs)
+        if self.fast:  # the zoo's GPT-2: irlm.tinygpt, a cache written in place
+            cache = past.clone(start) if past is not None else tinygpt.KVCache(self.model, 1)
+            logits = tinygpt.extend(self.model, feed, cache, start).float()
+        else:
+            kwargs = {_cache_arg(self.model): copy.deepcopy(past)} if past is not None else {}
+            out = self.model(input_ids=feed, use_cache=True, **kwargs)
+            cache, logits = _cache_of(out), out.logits[:, -1].float()
         self.tokens += feed.shape[1]
-        cache, logits = _cache_of(out), out.logits[:, -1].float()
         if self.reuse_cache:
             self._kv[state.text] = (ids, cache, logits)
-        return cache, logits
+        return cache, logits, len(ids)
 
-    @torch.inference_mode()
+    def _steps(self, cache, logits: torch.Tensor, length: int, n: int):
+        """Next-token logits for ``n`` continuations of one encoded state: a generator that
+        is sent the tokens just drawn."""
+        if self.fast:
+            cache = cache.clone(length, repeat=n)
+        else:
+            cache = copy.deepcopy(cache)
+            cache.batch_repeat_interleave(n)
+        logits = logits.expand(n, -1)
+        while True:
+            tok = yield logits
+            if self.fast:
+                logits = tinygpt.extend(self.model, tok[:, None], cache, length).float()
+            else:
+                out = self.model(input_ids=tok[:, None], use_cache=True, **{_cache_arg(self.model): cache})
+                cache, logits = _cache_of(out), out.logits[:, -1].float()
+            length += 1
+
     def __call__(self, state: State) -> Proposals:
         self.calls += 1
         if state.is_terminal:
             return Proposals([], cost=0)
+        with torch.inference_mode(), deterministic(self.threads):
+            return self._propose(state)
+
+    def _propose(self, state: State) -> Proposals:
         spent = self.tokens
-        cache, logits = self._encode(state)
         n = 1 if self.temperature == 0 else self.k
-        cache = copy.deepcopy(cache)
-        cache.batch_repeat_interleave(n)
-        logits = logits.expand(n, -1)
+        steps = self._steps(*self._encode(state), n)
+        logits = next(steps)
         done = torch.zeros(n, dtype=torch.bool, device=self.model.device)
         tokens, logps = [], torch.zeros(n, dtype=torch.float64)
         for _ in range(self.max_step_tokens):
@@ -97,8 +131,7 @@ class LMProposer:
             done |= torch.isin(tok, self.stop)
             if bool(done.all()):
                 break
-            out = self.model(input_ids=tok[:, None], use_cache=True, **{_cache_arg(self.model): cache})
-            cache, logits = _cache_of(out), out.logits[:, -1].float()
+            logits = steps.send(tok)
         texts = self.tokenizer.batch_decode(torch.stack(tokens, 1), skip_special_tokens=True)
         best: dict = {}
         for text, lp in zip(texts, logps.tolist()):

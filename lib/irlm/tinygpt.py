@@ -189,3 +189,24 @@ class KVCache:
             self.layers[layer] = keys, values
         keys[:, :, at:end], values[:, :, at:end] = k, v
         return keys, values
+
+    def clone(self, length: int, repeat: int = 1) -> KVCache:
+        """A new cache holding this one's first ``length`` positions, each row repeated
+        ``repeat`` times (row i becomes rows ``[i * repeat, (i + 1) * repeat)``)."""
+        out = KVCache.__new__(KVCache)
+        out.block = self.block
+        out.layers = [
+            (k[:, :, :length].repeat_interleave(repeat, 0), v[:, :, :length].repeat_interleave(repeat, 0))
+            for k, v in self.layers
+        ]
+        return out
+
+
+def extend(model, ids: torch.Tensor, cache: KVCache, at: int) -> torch.Tensor:
+    """Next-token logits (B, V) after feeding ``ids`` (B, T), the tokens at positions
+    ``[at, at + T)`` of every row, on top of a ``cache`` holding positions ``[0, at)``
+    (causal; no padding). The cache then holds ``[0, at + T)``."""
+    B, T = ids.shape
+    positions = torch.arange(at, at + T, device=ids.device).expand(B, T)
+    mask = torch.ones(T, at + T, dtype=torch.bool, device=ids.device).tril(diagonal=at)[None, None]
+    return logits(model, hidden_states(model, ids, positions, mask, cache, at)[:, -1])
