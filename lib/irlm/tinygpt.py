@@ -192,13 +192,17 @@ class KVCache:
 
     def clone(self, length: int, repeat: int = 1) -> KVCache:
         """A new cache holding this one's first ``length`` positions, each row repeated
-        ``repeat`` times (row i becomes rows ``[i * repeat, (i + 1) * repeat)``)."""
+        ``repeat`` times (row i becomes rows ``[i * repeat, (i + 1) * repeat)``), with room
+        for the next block of positions."""
         out = KVCache.__new__(KVCache)
-        out.block = self.block
-        out.layers = [
-            (k[:, :, :length].repeat_interleave(repeat, 0), v[:, :, :length].repeat_interleave(repeat, 0))
-            for k, v in self.layers
-        ]
+        out.block, out.layers = self.block, []
+        room = -(-(length + 1) // self.block) * self.block
+        for pair in self.layers:
+            B, nh, _, hs = pair[0].shape
+            copies = tuple(t.new_zeros((B, repeat, nh, room, hs)) for t in pair)
+            for new, old in zip(copies, pair):
+                new[:, :, :, :length] = old[:, None, :, :length]
+            out.layers.append(tuple(new.view(B * repeat, nh, room, hs) for new in copies))
         return out
 
 
