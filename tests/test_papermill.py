@@ -64,11 +64,15 @@ def test_chapter4_with_other_n_values(tmp_path):
         n_train=200,
         orm_steps=100,
         verifier_steps=60,
+        eval_every=20,
+        synthetic_sizes=[50, 3200],
         rs_name="papermill-test",
     )
     assert "best-of-N for N in [1, 2, 8] on 60 held-out test queries" in text
     assert "sampled 480 responses" in text and "N=8" in text and "N=64" not in text
     assert "1,600 on-policy labels" in text and "N=  2: confidence RM" in text
+    assert "N=  8: fewest carry flags" in text and " of 100); predicting" in text and " of 60); predicting" in text
+    assert "3,200 synthetic items: minimal pairs ordered" in text and "400 synthetic items" not in text
     saved = zoo.data_path("papermill-test-tiny-arith")
     assert saved.exists()
     shutil.rmtree(saved)

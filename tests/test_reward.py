@@ -194,3 +194,54 @@ def test_step_verifier_reads_each_check_where_its_text_ends(tiny_model):
         reward.score(verifier, tok, prompts, right)
     with pytest.raises(ValueError, match="no check"):
         reward.train_step_verifier(model, tok, ["a"], ["b"], [[]])
+
+
+def test_callback_sees_every_step_and_mean_loss_is_the_training_objective(tiny_model):
+    model, tok = tiny_model
+    qs = make_queries(24, seed=7)
+    prompts = [PlainAdapter().prompt(q, "columns") for q in qs] * 2
+    responses = [expert_solution(q) for q in qs] + [f"so {plausible_wrong_answer(q)}" for q in qs]
+    labels = [True] * len(qs) + [False] * len(qs)
+    seen = []
+
+    def record(step, rm, loss):
+        seen.append((step, rm.training, loss, reward.mean_loss(rm, tok, prompts, responses, labels)))
+
+    kw = dict(steps=6, batch_size=8, lr=3e-3, progress=False)
+    orm = reward.train_orm(model, tok, prompts, responses, labels, callback=record, **kw)
+    assert [s for s, *_ in seen] == list(range(6)) and all(training for _, training, *_ in seen)  # mode restored
+    plain = reward.train_orm(model, tok, prompts, responses, labels, **kw)  # the callback changes nothing
+    logits = reward.score(orm, tok, prompts, responses)
+    assert np.array_equal(reward.score(plain, tok, prompts, responses), logits)
+    z = np.array(labels, dtype=float)  # the logistic loss from the scores, by hand
+    by_hand = -np.mean(z * np.log(1 / (1 + np.exp(-logits))) + (1 - z) * np.log(1 / (1 + np.exp(logits))))
+    assert seen[-1][3] == pytest.approx(by_hand, rel=1e-5)
+    assert reward.mean_loss(orm, tok, prompts, responses, labels, batch_size=5) == pytest.approx(by_hand, rel=1e-5)
+    # a step verifier on right working only: its loss is minus the mean log-probability per check
+    right, checks = responses[: len(qs)], [tasks.arithmetic_checks(r) for r in responses[: len(qs)]]
+    verifier = reward.train_step_verifier(model, tok, prompts[: len(qs)], right, checks, **kw)
+    total = reward.score(verifier, tok, prompts[: len(qs)], right, checks=checks).sum()
+    expected = -total / sum(len(row) for row in checks)
+    assert reward.mean_loss(verifier, tok, prompts[: len(qs)], right, checks, batch_size=7) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="equal length"):
+        reward.mean_loss(orm, tok, prompts, responses, labels[:3])
+
+
+def test_score_scores_repeated_items_once_and_alike(tiny_model):
+    model, tok = tiny_model
+    qs = make_queries(6, seed=9)
+    prompts = [PlainAdapter().prompt(q, "columns") for q in qs]
+    responses = [expert_solution(q) for q in qs]
+    orm = reward.train_orm(model, tok, prompts, responses, [True, False] * 3, steps=2, batch_size=4, progress=False)
+    order = [0, 1, 0, 2, 1, 0, 3, 4, 5, 5]
+    scores = reward.score(orm, tok, [prompts[i] for i in order], [responses[i] for i in order], batch_size=2)
+    alone = np.array([reward.score(orm, tok, [prompts[i]], [responses[i]])[0] for i in order])
+    assert scores[0] == scores[2] == scores[5] and scores[1] == scores[4] and scores[8] == scores[9]
+    assert scores == pytest.approx(alone, abs=1e-5)
+    checks = [tasks.arithmetic_checks(r) for r in responses]
+    verifier = reward.train_step_verifier(model, tok, prompts, responses, checks, steps=2, batch_size=4, progress=False)
+    got = reward.score(
+        verifier, tok, [prompts[i] for i in order], [responses[i] for i in order], checks=[checks[i] for i in order]
+    )
+    alone = [reward.score(verifier, tok, [prompts[i]], [responses[i]], checks=[checks[i]])[0] for i in order]
+    assert got[0] == got[2] and got == pytest.approx(alone, abs=1e-5)

@@ -127,3 +127,21 @@ def test_arithmetic_checks_need_no_answer_key():
     assert tasks.arithmetic_checks("no working") == []
     for q in tasks.make_queries(200, seed=1):
         assert all(ok for _, ok in tasks.arithmetic_checks(tasks.expert_solution(q)))
+
+
+def test_near_miss_changes_one_digit_and_breaks_a_check():
+    rng, places = random.Random(0), set()
+    for q in tasks.make_queries(300, seed=2):
+        right, wrong = tasks.expert_solution(q), tasks.near_miss(q, rng)
+        diff = [i for i, (a, b) in enumerate(zip(right, wrong)) if a != b]
+        assert len(wrong) == len(right) and len(diff) == 1 and right[diff[0]].isdigit() and wrong[diff[0]].isdigit()
+        assert not all(ok for _, ok in tasks.arithmetic_checks(wrong)), wrong
+        answer = wrong.split("so ")[1]
+        assert len(answer) == 1 or answer[0] != "0", "no leading zero"
+        # where the digit was: a result digit ("=d"), a flag ("c"/"b" before it) or the final answer
+        places.add("answer" if diff[0] > right.index("so ") else "flag" if right[diff[0] - 1] in "cb" else "digit")
+        assert tasks.is_correct(q, wrong) != (diff[0] > right.index("so ")), "only a changed answer is wrong"
+    assert places == {"answer", "flag", "digit"}
+    assert tasks.near_miss(Query(347, 285, "+"), random.Random(5)) == tasks.near_miss(
+        Query(347, 285, "+"), random.Random(5)
+    )

@@ -249,11 +249,10 @@ class OutcomeRewardModel(torch.nn.Module):
 
 
 def _encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], device) -> tuple[torch.Tensor, ...]:
-    rows = [
-        tokenizer(p, add_special_tokens=False)["input_ids"] + tokenizer(r, add_special_tokens=False)["input_ids"]
-        for p, r in zip(prompts, responses)
-    ]
-    ids, mask = right_pad(rows, tokenizer.pad_token_id)
+    # prompt and response tokenized apart (as the sampler saw them), one batched call each
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    ids, mask = right_pad([p + r for p, r in zip(prompt_ids, response_ids)], tokenizer.pad_token_id)
     return ids.to(device), mask.to(device)
 
 
@@ -268,17 +267,22 @@ def _fit(
     threads: int,
     progress: bool,
     desc: str,
+    callback: Callable[[int, torch.nn.Module, float], None] | None = None,
 ) -> None:
-    """AdamW on random mini-batches of item indices; ``loss_of(batch)`` gives the loss."""
+    """AdamW on random mini-batches of item indices; ``loss_of(batch)`` gives the loss.
+    ``callback(step, model, loss)``, if given, runs after each optimiser step with that
+    step's mini-batch loss (e.g. to record a held-out loss with :func:`mean_loss`)."""
     rng = random.Random(seed)
     with deterministic(threads):
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-        for _ in tqdm(range(steps), desc=desc, disable=not progress):
+        for step in tqdm(range(steps), desc=desc, disable=not progress):
             loss = loss_of(rng.sample(range(n_items), min(batch_size, n_items)))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if callback is not None:
+                callback(step, model, loss.item())
     model.eval()
 
 
@@ -303,20 +307,20 @@ def train_orm(
     seed: int = 0,
     threads: int = 2,
     progress: bool = True,
+    callback: Callable[[int, torch.nn.Module, float], None] | None = None,
 ) -> OutcomeRewardModel:
     """Fine-tune a copy of ``lm`` plus a linear head with the logistic loss
     :math:`-[z \\log \\sigma(r) + (1 - z) \\log (1 - \\sigma(r))]` on binary outcome labels
-    :math:`z` (was the response correct?)."""
+    :math:`z` (was the response correct?). ``callback(step, model, loss)``, if given, runs
+    after each optimiser step."""
     _check_fit_args(prompts, responses, labels, steps, batch_size, lr)
     torch.manual_seed(seed)
     orm = OutcomeRewardModel(copy.deepcopy(lm)).to(lm.device)
-    y_all = torch.tensor([float(z) for z in labels], device=lm.device)
 
     def loss_of(idx: list[int]) -> torch.Tensor:
-        ids, mask = _encode(tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx], lm.device)
-        return torch.nn.functional.binary_cross_entropy_with_logits(orm(ids, mask), y_all[idx])
+        return _batch_loss(orm, tokenizer, *([items[i] for i in idx] for items in (prompts, responses, labels)))
 
-    _fit(orm, len(prompts), loss_of, steps, batch_size, lr, seed, threads, progress, "training the ORM")
+    _fit(orm, len(prompts), loss_of, steps, batch_size, lr, seed, threads, progress, "training the ORM", callback)
     return orm
 
 
@@ -340,11 +344,11 @@ def _check_positions(
     tokenizer, prompts: Sequence[str], responses: Sequence[str], checks: Sequence[Sequence[tuple[int, bool]]], device
 ) -> tuple[torch.Tensor, ...]:
     """Token index of the last character of each check, its label and a mask, padded."""
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    spans = tokenizer(list(responses), add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     positions, labels = [], []
-    for p, r, row in zip(prompts, responses, checks):
-        offset = len(tokenizer(p, add_special_tokens=False)["input_ids"])
-        spans = tokenizer(r, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        ends = [e for _, e in spans]
+    for p, span, row in zip(prompt_ids, spans, checks):
+        offset, ends = len(p), [e for _, e in span]
         positions.append([offset + next(t for t, e in enumerate(ends) if e >= end) for end, _ in row])
         labels.append([float(ok) for _, ok in row])
     width = max(1, max(len(row) for row in positions))
@@ -353,6 +357,48 @@ def _check_positions(
     for i, (ps, ls) in enumerate(zip(positions, labels)):
         pos[i, : len(ps)], lab[i, : len(ls)], mask[i, : len(ps)] = torch.tensor(ps), torch.tensor(ls), True
     return pos.to(device), lab.to(device), mask.to(device)
+
+
+def _batch_loss(
+    model: OutcomeRewardModel, tokenizer, prompts: Sequence[str], responses: Sequence[str], targets: Sequence
+) -> torch.Tensor:
+    """The mean logistic loss of an ORM on its outcome labels, or of a StepVerifier on every check."""
+    device = next(model.parameters()).device
+    ids, mask = _encode(tokenizer, prompts, responses, device)
+    if isinstance(model, StepVerifier):
+        pos, lab, keep = _check_positions(tokenizer, prompts, responses, targets, device)
+        return torch.nn.functional.binary_cross_entropy_with_logits(model(ids, mask, pos)[keep], lab[keep])
+    y = torch.tensor([float(z) for z in targets], device=device)
+    return torch.nn.functional.binary_cross_entropy_with_logits(model(ids, mask), y)
+
+
+@torch.no_grad()
+def mean_loss(
+    model: OutcomeRewardModel,
+    tokenizer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    targets: Sequence,
+    batch_size: int = 256,
+) -> float:
+    """The training objective on a set of items (e.g. held out): the mean over its labels
+    :math:`z` of the logistic loss :math:`-[z \\log \\sigma(v) + (1 - z) \\log(1 - \\sigma(v))]`,
+    one label per response for an ORM (``targets``: booleans), one per check for a
+    :class:`StepVerifier` (``targets``: the ``checks`` of :func:`train_step_verifier`).
+    Computed in eval mode; the model's mode is restored."""
+    _check_fit_args(prompts, responses, targets, 1, batch_size, 1.0)
+    stepwise = isinstance(model, StepVerifier)
+    training, total, count = model.training, 0.0, 0
+    model.eval()
+    for s in range(0, len(prompts), batch_size):
+        p, r, t = prompts[s : s + batch_size], responses[s : s + batch_size], targets[s : s + batch_size]
+        n = sum(len(row) for row in t) if stepwise else len(t)
+        if n:
+            total, count = total + n * _batch_loss(model, tokenizer, p, r, t).item(), count + n
+    model.train(training)
+    if count == 0:
+        raise ValueError("targets holds no check at all")
+    return total / count
 
 
 def train_step_verifier(
@@ -367,12 +413,14 @@ def train_step_verifier(
     seed: int = 0,
     threads: int = 2,
     progress: bool = True,
+    callback: Callable[[int, torch.nn.Module, float], None] | None = None,
 ) -> StepVerifier:
     """Fine-tune a copy of ``lm`` plus a linear head with the logistic loss on every check
     of every response: ``checks[i]`` lists ``(end, ok)`` for response ``i``, ``end`` the
     character index one past the checked text (e.g. :func:`irlm.tasks.arithmetic_checks`).
     The loss is the mean over all checks in a batch of
-    :math:`-[z_j \\log \\sigma(v_j) + (1 - z_j) \\log(1 - \\sigma(v_j))]`."""
+    :math:`-[z_j \\log \\sigma(v_j) + (1 - z_j) \\log(1 - \\sigma(v_j))]`.
+    ``callback(step, model, loss)``, if given, runs after each optimiser step."""
     _check_fit_args(prompts, responses, checks, steps, batch_size, lr)
     if not any(len(row) for row in checks):
         raise ValueError("checks holds no check at all")
@@ -380,12 +428,10 @@ def train_step_verifier(
     verifier = StepVerifier(copy.deepcopy(lm)).to(lm.device)
 
     def loss_of(idx: list[int]) -> torch.Tensor:
-        p, r = [prompts[i] for i in idx], [responses[i] for i in idx]
-        ids, mask = _encode(tokenizer, p, r, lm.device)
-        pos, lab, keep = _check_positions(tokenizer, p, r, [checks[i] for i in idx], lm.device)
-        return torch.nn.functional.binary_cross_entropy_with_logits(verifier(ids, mask, pos)[keep], lab[keep])
+        return _batch_loss(verifier, tokenizer, *([items[i] for i in idx] for items in (prompts, responses, checks)))
 
-    _fit(verifier, len(prompts), loss_of, steps, batch_size, lr, seed, threads, progress, "training the verifier")
+    desc = "training the verifier"
+    _fit(verifier, len(prompts), loss_of, steps, batch_size, lr, seed, threads, progress, desc, callback)
     return verifier
 
 
@@ -400,21 +446,33 @@ def score(
 ) -> np.ndarray:
     """The reward of each (prompt, response): the ORM's logit, or for a
     :class:`StepVerifier` the sum of :math:`\\log \\sigma(v_j)` over the response's checks
-    (``checks``: where they end; their labels are not used)."""
+    (``checks``: where they end; their labels are not used). Repeated items, frequent among
+    a policy's samples, are scored once, so every copy gets the very same score."""
     if len(prompts) != len(responses) or len(prompts) == 0:
         raise ValueError("prompts and responses must be non-empty and of equal length")
     stepwise = isinstance(orm, StepVerifier)
     if stepwise != (checks is not None) or (stepwise and len(checks) != len(prompts)):
         raise ValueError("checks must be given (one row per response) exactly when orm is a StepVerifier")
     device = next(orm.parameters()).device
+    # identical items (prompt, response and check ends), frequent among samples, are scored once
+    ends = [tuple(end for end, _ in row) for row in checks] if stepwise else [()] * len(prompts)
+    keys = list(zip(prompts, responses, ends))
+    first: dict = {}  # item -> its place among the distinct items
+    items: list[int] = []  # where each distinct item first occurs
+    for i, key in enumerate(keys):
+        if key not in first:
+            first[key] = len(items)
+            items.append(i)
+    index = np.array([first[key] for key in keys])
     out = []
-    for s in range(0, len(prompts), batch_size):
-        p, r = prompts[s : s + batch_size], responses[s : s + batch_size]
+    for s in range(0, len(items), batch_size):
+        rows = items[s : s + batch_size]
+        p, r = [prompts[i] for i in rows], [responses[i] for i in rows]
         ids, mask = _encode(tokenizer, p, r, device)
         if not stepwise:
             out.append(orm(ids, mask).cpu().numpy())
             continue
-        pos, _, keep = _check_positions(tokenizer, p, r, checks[s : s + batch_size], device)
+        pos, _, keep = _check_positions(tokenizer, p, r, [checks[i] for i in rows], device)
         logsig = torch.nn.functional.logsigmoid(orm(ids, mask, pos))
         out.append(torch.where(keep, logsig, 0.0).sum(dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+    return np.concatenate(out).astype(np.float64)[index]

@@ -300,6 +300,27 @@ def arithmetic_checks(response: str) -> list[tuple[int, bool]]:
     return checks
 
 
+def near_miss(query: Query, rng: random.Random) -> str:
+    """The expert solution with one written digit changed: the wrong half of a minimal pair.
+
+    The digit is drawn uniformly among every column's result digit ``d``, every carry
+    (borrow) flag ``f`` and the digits of the final answer; a flag is flipped, any other
+    digit replaced by one of the other nine (never a leading 0 of a multi-digit answer).
+    The result differs from :func:`expert_solution` in that one character and fails at
+    least one of :func:`arithmetic_checks`: a changed ``d`` breaks its step and the final
+    answer's agreement with the steps, a changed ``f`` breaks its step, a changed answer
+    digit makes the answer wrong.
+    """
+    text = expert_solution(query)
+    steps, final = list(_COLUMN_STEP.finditer(text)), re.search(r"so (\d+)$", text)
+    flags = [m.start(7) for m in steps]
+    i = rng.choice([m.start(5) for m in steps] + flags + list(range(final.start(1), len(text))))
+    if i in flags:
+        return text[:i] + str(1 - int(text[i])) + text[i + 1 :]
+    lowest = 1 if i == final.start(1) and len(final.group(1)) > 1 else 0  # no leading 0
+    return text[:i] + rng.choice([d for d in "0123456789"[lowest:] if d != text[i]]) + text[i + 1 :]
+
+
 def check_steps(query: Query, response: str, prompt_id: str = DEFAULT_PROMPT) -> list[bool]:
     """Process reward: which steps of ``response`` are right.
 
