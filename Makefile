@@ -21,7 +21,6 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import irlm, torch, transformers, papermill, nbval, jupyter_book"
 	touch $(STAMP)
 

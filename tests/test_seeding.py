@@ -31,3 +31,15 @@ def test_importing_irlm_pins_cpu_kernels_to_avx2(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     if platform.machine().lower() in {"x86_64", "amd64"}:
         assert out.strip() in {"AVX2", "DEFAULT"}
+
+
+def test_resolve_device(monkeypatch):
+    from irlm import resolve_device
+
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+    for present, expected in ((False, "cpu"), (True, "cuda")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda present=present: present)
+        assert resolve_device("auto") == expected
+    for bad in ("gpu", "cuda:x", ""):
+        with pytest.raises(ValueError, match="device must be 'auto', 'cpu'"):
+            resolve_device(bad)

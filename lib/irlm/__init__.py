@@ -46,7 +46,7 @@ _pin_cpu_kernels()
 # text progress bars work without ipywidgets; tqdm.auto's advice to install it is noise
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from irlm.seeding import seed_everything  # noqa: E402  (after the kernels are pinned)
+from irlm.seeding import resolve_device, seed_everything  # noqa: E402  (after the kernels are pinned)
 
-__all__ = ["seed_everything"]
+__all__ = ["resolve_device", "seed_everything"]
 __version__ = "0.1.0"

@@ -26,3 +26,14 @@ def seed_everything(seed: int, threads: int = 2) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def resolve_device(device: str) -> str:
+    """The torch device a chapter runs on: ``"auto"`` is ``"cuda"`` when a GPU is present
+    (e.g. on Colab) and ``"cpu"`` otherwise; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` and
+    ``"mps"`` are taken as they are. The book's checked outputs are computed on the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device in ("cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")

