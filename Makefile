@@ -14,7 +14,7 @@ export ATEN_CPU_CAPABILITY := avx2
 export MKL_CBWR := AVX2
 export ONEDNN_MAX_CPU_ISA := AVX2
 
-.PHONY: setup book test lint unit notebooks papermill-test build bench clean
+.PHONY: setup book test lint unit notebooks build bench gpu clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,15 @@ notebooks: $(STAMP)
 
 build: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
+
+## make gpu: every chapter on the GPU (device=cuda) into _build/gpu, with its wall time (CI's GPU job)
+gpu: $(STAMP)
+	@mkdir -p _build/gpu
+	@for nb in $(CHAPTERS); do \
+		start=$$(date +%s); \
+		$(BIN)/papermill --cwd notebooks --no-progress-bar -p device cuda $$nb _build/gpu/$$(basename $$nb) || exit 1; \
+		echo "$$nb on cuda: $$(( $$(date +%s) - start )) s"; \
+	done
 
 ## make bench: training time and accuracy, every chapter's wall time, sampling throughput
 bench: $(STAMP)
