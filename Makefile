@@ -14,7 +14,7 @@ export ATEN_CPU_CAPABILITY := avx2
 export MKL_CBWR := AVX2
 export ONEDNN_MAX_CPU_ISA := AVX2
 
-.PHONY: setup book test lint unit notebooks build bench gpu clean
+.PHONY: setup book test lint unit notebooks build browser bench gpu clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,8 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "The book is ready: open file://$(abspath _build/html/index.html)"
 
-## make test: lint, unit tests, papermill run, notebooks under nbval, and the book build
-test: lint unit notebooks build
+## make test: lint, unit tests, papermill run, notebooks under nbval, the book build, and the book in a browser
+test: lint unit notebooks build browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests notebooks
@@ -56,6 +56,14 @@ gpu: $(STAMP)
 		$(BIN)/papermill --cwd notebooks --no-progress-bar -p device cuda $$nb _build/gpu/$$(basename $$nb) || exit 1; \
 		echo "$$nb on cuda: $$(( $$(date +%s) - start )) s"; \
 	done
+
+## make browser: every page of the built book in headless Chromium, as a reader sees it (where node is present)
+browser: build
+	@if command -v node >/dev/null 2>&1; then \
+		npm ci --prefix tests/browser --no-audit --no-fund --silent && node tests/browser/check_book.mjs _build/html; \
+	else \
+		echo "browser check skipped: node is not installed (tests/browser/check_book.mjs needs Node.js 18+)"; \
+	fi
 
 ## make bench: training time and accuracy, every chapter's wall time, sampling throughput
 bench: $(STAMP)
