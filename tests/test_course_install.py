@@ -75,3 +75,12 @@ def test_install_cells_use_the_books_repository():
         install = next(source for source in code_cells(path) if "pip" in source)
         assert f'url = "git+{url}"' in install, path.name
         assert 'f"irlm[course] @ {url}"' in install, path.name
+
+
+def test_each_chapter_opens_with_a_colab_badge_for_its_own_file():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    repo = config["url"].removeprefix("https://github.com/")
+    for path in NOTEBOOKS:
+        first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        link = f"https://colab.research.google.com/github/{repo}/blob/{config['branch']}/notebooks/{path.name}"
+        assert f"colab-badge.svg)]({link})" in first, path.name

@@ -44,7 +44,9 @@ for (const file of pages) {
   });
   await page.goto(pathToFileURL(path.join(root, file)).href, { waitUntil: "load" });
   const found = await page.evaluate(() => {
-    const broken = [...document.images].filter((img) => !img.complete || img.naturalWidth === 0).map((img) => img.src);
+    const broken = [...document.images] // the book's own images; a remote badge needs the network
+      .filter((img) => img.src.startsWith("file:") && (!img.complete || img.naturalWidth === 0))
+      .map((img) => img.src);
     const links = [...document.querySelectorAll("a[href]")]
       .map((a) => new URL(a.getAttribute("href"), document.baseURI).href) // SVG links too
       .filter((href) => href.startsWith("file:"));
