@@ -17,6 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+REPOSITORY = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]  # the book's one URL and branch
 
 
 def _name(requirement: str) -> str:
@@ -70,7 +71,7 @@ def test_every_import_is_declared(path):
 
 
 def test_install_cells_use_the_books_repository():
-    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    url = REPOSITORY["url"]
     for path in NOTEBOOKS:
         install = next(source for source in code_cells(path) if "pip" in source)
         assert f'url = "git+{url}"' in install, path.name
@@ -78,9 +79,8 @@ def test_install_cells_use_the_books_repository():
 
 
 def test_each_chapter_opens_with_a_colab_badge_for_its_own_file():
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
-    repo = config["url"].removeprefix("https://github.com/")
+    repo = REPOSITORY["url"].removeprefix("https://github.com/")
     for path in NOTEBOOKS:
         first = "".join(json.loads(path.read_text())["cells"][0]["source"])
-        link = f"https://colab.research.google.com/github/{repo}/blob/{config['branch']}/notebooks/{path.name}"
+        link = f"https://colab.research.google.com/github/{repo}/blob/{REPOSITORY['branch']}/notebooks/{path.name}"
         assert f"colab-badge.svg)]({link})" in first, path.name

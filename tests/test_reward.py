@@ -58,12 +58,17 @@ def test_fit_gao_recovers_parameters():
         reward.fit_gao_best_of_n(kl, d[:3])
 
 
-def test_orm_learns_to_separate_right_from_wrong(tiny_model):
-    model, tok = tiny_model
-    qs = make_queries(40, seed=3)
+def right_and_wrong(n: int, seed: int) -> tuple[list[str], list[str], list[bool]]:
+    """n queries answered twice: the expert's working (right), then a bare wrong answer."""
+    qs = make_queries(n, seed=seed)
     prompts = [PlainAdapter().prompt(q, "columns") for q in qs] * 2
     responses = [expert_solution(q) for q in qs] + [f"so {plausible_wrong_answer(q)}" for q in qs]
-    labels = [True] * len(qs) + [False] * len(qs)
+    return prompts, responses, [True] * n + [False] * n
+
+
+def test_orm_learns_to_separate_right_from_wrong(tiny_model):
+    model, tok = tiny_model
+    prompts, responses, labels = right_and_wrong(40, seed=3)
     orm = reward.train_orm(model, tok, prompts, responses, labels, steps=40, batch_size=16, lr=3e-3, progress=False)
     scores = reward.score(orm, tok, prompts, responses)
     assert scores.shape == (80,) and scores[:40].mean() > scores[40:].mean()
@@ -198,10 +203,8 @@ def test_step_verifier_reads_each_check_where_its_text_ends(tiny_model):
 
 def test_callback_sees_every_step_and_mean_loss_is_the_training_objective(tiny_model):
     model, tok = tiny_model
-    qs = make_queries(24, seed=7)
-    prompts = [PlainAdapter().prompt(q, "columns") for q in qs] * 2
-    responses = [expert_solution(q) for q in qs] + [f"so {plausible_wrong_answer(q)}" for q in qs]
-    labels = [True] * len(qs) + [False] * len(qs)
+    n = 24
+    prompts, responses, labels = right_and_wrong(n, seed=7)
     seen = []
 
     def record(step, rm, loss):
@@ -218,11 +221,11 @@ def test_callback_sees_every_step_and_mean_loss_is_the_training_objective(tiny_m
     assert seen[-1][3] == pytest.approx(by_hand, rel=1e-5)
     assert reward.mean_loss(orm, tok, prompts, responses, labels, batch_size=5) == pytest.approx(by_hand, rel=1e-5)
     # a step verifier on right working only: its loss is minus the mean log-probability per check
-    right, checks = responses[: len(qs)], [tasks.arithmetic_checks(r) for r in responses[: len(qs)]]
-    verifier = reward.train_step_verifier(model, tok, prompts[: len(qs)], right, checks, **kw)
-    total = reward.score(verifier, tok, prompts[: len(qs)], right, checks=checks).sum()
+    right, checks = responses[:n], [tasks.arithmetic_checks(r) for r in responses[:n]]
+    verifier = reward.train_step_verifier(model, tok, prompts[:n], right, checks, **kw)
+    total = reward.score(verifier, tok, prompts[:n], right, checks=checks).sum()
     expected = -total / sum(len(row) for row in checks)
-    assert reward.mean_loss(verifier, tok, prompts[: len(qs)], right, checks, batch_size=7) == pytest.approx(expected)
+    assert reward.mean_loss(verifier, tok, prompts[:n], right, checks, batch_size=7) == pytest.approx(expected)
     with pytest.raises(ValueError, match="equal length"):
         reward.mean_loss(orm, tok, prompts, responses, labels[:3])
 
