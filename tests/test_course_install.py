@@ -84,3 +84,28 @@ def test_each_chapter_opens_with_a_colab_badge_for_its_own_file():
         first = "".join(json.loads(path.read_text())["cells"][0]["source"])
         link = f"https://colab.research.google.com/github/{repo}/blob/{REPOSITORY['branch']}/notebooks/{path.name}"
         assert f"colab-badge.svg)]({link})" in first, path.name
+
+
+def test_a_fresh_venv_from_the_checkout_imports_every_chapter(tmp_path):
+    """What Colab's install cell does, done here: a new virtual environment, ``pip install
+    ".[course]"`` from this checkout (torch pinned as in requirements.txt, so pip takes the
+    CPU build), then every module a chapter or the library imports."""
+    import shutil
+    import subprocess
+    import venv
+
+    torch_pin = next(r for r in (ROOT / "requirements.txt").read_text().split() if r.startswith("torch=="))
+    checkout = tmp_path / "checkout"  # a copy, so the build leaves nothing in the working tree
+    shutil.copytree(ROOT / "lib", checkout / "lib", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, checkout / name)
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", torch_pin, f"{checkout}[course]"]
+    subprocess.run(install, check=True, capture_output=True, text=True)
+    sources = [s for path in NOTEBOOKS for s in code_cells(path)]
+    sources += [path.read_text() for path in (ROOT / "lib" / "irlm").glob("*.py")]
+    modules = sorted(set().union(*map(imported_modules, sources)) - set(sys.stdlib_module_names))
+    imports = "import " + ", ".join(modules)
+    result = subprocess.run([python, "-c", imports], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]

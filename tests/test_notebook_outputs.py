@@ -43,3 +43,21 @@ def test_the_patterns_catch_what_they_should():
     assert not MACHINE_PATH.search("saved to $IRLM_CACHE/data/x")
     assert WARNING.search("FutureWarning: `x` is deprecated")
     assert PROGRESS_BAR.search(" 45%|████▌     | 9/20")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_has_a_caption_and_its_alt_text(path):
+    from tests.figure_alt import expected_alts
+
+    nb = json.loads(path.read_text())
+    for i, alt in expected_alts(nb).items():
+        assert alt, f"cell {i}: a figure without an italic caption after it"
+        got = nb["cells"][i]["metadata"].get("mystnb", {}).get("image", {}).get("alt")
+        assert got == alt, f"cell {i}: alt text {got!r}, the caption gives {alt!r} (run python tests/figure_alt.py)"
+
+
+def test_alt_text_is_the_captions_first_sentence_in_plain_text():
+    from tests.figure_alt import first_sentence, plain
+
+    caption = "*Left: the $d = \\sqrt{\\mathrm{KL}}$ of `best_of_n` {cite}`gao2022scaling`. More here.*"
+    assert first_sentence(plain(caption)) == "Left: the d = sqrt KL of best_of_n."

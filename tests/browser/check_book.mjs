@@ -47,6 +47,9 @@ for (const file of pages) {
     const broken = [...document.images] // the book's own images; a remote badge needs the network
       .filter((img) => img.src.startsWith("file:") && (!img.complete || img.naturalWidth === 0))
       .map((img) => img.src);
+    const noAlt = [...document.querySelectorAll(".cell_output img")] // a figure's alt text is its caption's
+      .filter((img) => !img.alt || /\.(png|svg|jpe?g)$/i.test(img.alt))
+      .map((img) => img.src);
     const links = [...document.querySelectorAll("a[href]")]
       .map((a) => new URL(a.getAttribute("href"), document.baseURI).href) // SVG links too
       .filter((href) => href.startsWith("file:"));
@@ -54,9 +57,10 @@ for (const file of pages) {
     const copy = main.cloneNode(true);
     copy.querySelectorAll("pre, code, .highlight, .output, .cell_output").forEach((el) => el.remove());
     const rawMath = copy.textContent.match(/(^|[^\\$\w])\$[^$\s][^$\n]{0,80}\$(?![\w$])/g) ?? [];
-    return { broken, links, rawMath };
+    return { broken, noAlt, links, rawMath };
   });
   found.broken.forEach((src) => problems.push(`${file}: image does not render: ${src}`));
+  found.noAlt.forEach((src) => problems.push(`${file}: figure without alt text: ${src}`));
   for (const href of found.links) {
     const target = fileURLToPath(href.split("#")[0]);
     if (!fs.existsSync(target)) problems.push(`${file}: broken link to ${path.relative(root, target)}`);
