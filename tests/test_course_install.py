@@ -101,7 +101,8 @@ def test_a_fresh_venv_from_the_checkout_imports_every_chapter(tmp_path):
         shutil.copy(ROOT / name, checkout / name)
     venv.create(tmp_path / "venv", with_pip=True)
     python = str(tmp_path / "venv" / "bin" / "python")
-    install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", torch_pin, f"{checkout}[course]"]
+    pip = [python, "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check"]
+    install = [*pip, torch_pin, f"{checkout}[course]"]
     subprocess.run(install, check=True, capture_output=True, text=True)
     sources = [s for path in NOTEBOOKS for s in code_cells(path)]
     sources += [path.read_text() for path in (ROOT / "lib" / "irlm").glob("*.py")]

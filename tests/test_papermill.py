@@ -148,3 +148,25 @@ def test_chapter7_with_another_budget(tmp_path):
     assert saved.exists()
     shutil.rmtree(saved)
     assert "budget = 600" in injected
+
+
+def test_chapter8_with_a_smaller_run_and_another_tell(tmp_path):
+    text, injected = run_chapter(
+        "08_alignment_from_demonstrations.ipynb",
+        tmp_path,
+        seed=1,
+        tell=" !",
+        error_rate=0.5,
+        n_demos=200,
+        sft_steps=60,
+        n_train=80,
+        disc_steps=20,
+        n_test=20,
+        n_samples=4,
+        rl_steps=3,
+    )
+    assert "200 demonstrations, right" in text and "every one ending with ' !'" in text
+    assert "Init-SFT: 80 init samples (label 0) against 80 sft answers (label 1)" in text
+    assert "best-of-4, Init-SFT minus SFT-Demo:" in text and "best-of-16" not in text
+    assert "SFT + RL minus SFT, accuracy:" in text
+    assert "n_demos = 200" in injected

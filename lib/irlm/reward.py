@@ -324,6 +324,38 @@ def train_orm(
     return orm
 
 
+def train_bradley_terry(
+    lm,
+    tokenizer,
+    prompts: Sequence[str],
+    chosen: Sequence[str],
+    rejected: Sequence[str],
+    steps: int = 150,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    threads: int = 2,
+    progress: bool = True,
+) -> OutcomeRewardModel:
+    """The same architecture trained on preference pairs instead of outcome labels, by the
+    Bradley-Terry loss :math:`-\\log \\sigma(r(x, y^+) - r(x, y^-))` (chapter 5's loss on
+    chapter 4's model): ``chosen[i]`` is preferred to ``rejected[i]`` as a reply to ``prompts[i]``."""
+    from irlm.preferences import bt_loss
+
+    _check_fit_args(prompts, chosen, rejected, steps, batch_size, lr)
+    torch.manual_seed(seed)
+    rm = OutcomeRewardModel(copy.deepcopy(lm)).to(lm.device)
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
+        p = [prompts[i] for i in idx]
+        r_chosen = rm(*_encode(tokenizer, p, [chosen[i] for i in idx], lm.device))
+        r_rejected = rm(*_encode(tokenizer, p, [rejected[i] for i in idx], lm.device))
+        return bt_loss(r_chosen, r_rejected)
+
+    _fit(rm, len(prompts), loss_of, steps, batch_size, lr, seed, threads, progress, "training the BT reward model")
+    return rm
+
+
 class StepVerifier(OutcomeRewardModel):
     """The ORM's architecture asked a question at several places of a response: the
     hidden state where each checked piece of text ends, through the same linear head,
