@@ -157,16 +157,18 @@ def test_chapter8_with_a_smaller_run_and_another_tell(tmp_path):
         seed=1,
         tell=" !",
         error_rate=0.5,
-        n_demos=200,
-        sft_steps=60,
+        n_demos=300,
+        sft_steps=150,
         n_train=80,
         disc_steps=20,
-        n_test=20,
-        n_samples=4,
+        n_test=30,
+        n_samples=8,
         rl_steps=3,
     )
-    assert "200 demonstrations, right" in text and "every one ending with ' !'" in text
+    assert "300 demonstrations, right" in text and "every one ending with ' !'" in text
     assert "Init-SFT: 80 init samples (label 0) against 80 sft answers (label 1)" in text
-    assert "best-of-4, Init-SFT minus SFT-Demo:" in text and "best-of-16" not in text
-    assert "SFT + RL minus SFT, accuracy:" in text
-    assert "n_demos = 200" in injected
+    assert "best-of-8, Init-SFT minus SFT-Demo:" in text and "best-of-16" not in text
+    assert (
+        "SFT + RL on Init-SFT minus SFT, accuracy:" in text and "RL on the gold verifier minus RL on Init-SFT" in text
+    )
+    assert "n_demos = 300" in injected
