@@ -31,15 +31,19 @@ def first_sentence(text: str) -> str:
     return match.group(1) if match else text
 
 
+def draws_figure(cell: dict) -> bool:
+    return any("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+
+
 def expected_alts(nb: dict) -> dict[int, str | None]:
     """For each cell with an image output, the alt text its caption gives (None: no caption)."""
     cells, alts = nb["cells"], {}
     for i, cell in enumerate(cells):
-        if not any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
+        if not draws_figure(cell):
             continue
         caption = None  # the first italic markdown cell before the next figure
         for later in cells[i + 1 :]:
-            if any("image/png" in out.get("data", {}) for out in later.get("outputs", [])):
+            if draws_figure(later):
                 break
             text = "".join(later["source"]).lstrip()
             if later["cell_type"] == "markdown" and text.startswith("*"):

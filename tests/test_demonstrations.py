@@ -109,20 +109,13 @@ def test_log_ratio_of_a_model_against_itself_is_zero_and_matches_logprob_of(tiny
         demo.log_ratio(model, model, tok, prompts, responses[:1])
 
 
-def test_sequence_logprob_matches_logprob_of_and_has_gradients(tiny_model):
-    model, tok = tiny_model
-    prompts, ids = ["Q: 001+002\nA: ", "Q: 010-003\nA: "], [[5, 6, 7], [8, 9]]
-    got = demo._sequence_logprob(model, tok, prompts, ids)
-    assert got.requires_grad
-    assert np.allclose(got.detach().numpy(), [lp.sum() for lp in logprob_of(model, tok, prompts, ids)], atol=1e-5)
+def ones(prompts, responses):  # a reward the untrained policy can climb: the share of "1" characters
+    return np.array([r.count("1") / max(len(r), 1) for r in responses])
 
 
 def test_reinforce_raises_a_reward_the_policy_can_reach(tiny_model):
     model, tok = tiny_model
     policy = copy.deepcopy(model)
-
-    def ones(prompts, responses):  # the share of a response's characters that are "1"
-        return np.array([r.count("1") / max(len(r), 1) for r in responses])
 
     log = demo.reinforce(
         policy, model, tok, ["A: "] * 4, ones, steps=25, batch_size=32, lr=3e-2, kl_coef=0.0, max_new_tokens=6
@@ -136,9 +129,6 @@ def test_reinforce_raises_a_reward_the_policy_can_reach(tiny_model):
 
 def test_reinforce_with_a_kl_penalty_stays_closer_to_the_reference(tiny_model):
     model, tok = tiny_model
-
-    def ones(prompts, responses):
-        return np.array([r.count("1") / max(len(r), 1) for r in responses])
 
     kls = []
     for kl_coef in (0.0, 1.0):

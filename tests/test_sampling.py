@@ -97,3 +97,12 @@ def test_next_token_draws_each_token_with_its_probability():
     # top-k keeps the k most likely, renormalised
     top2 = sampling.next_token(logits, 1.0, 2, 1.0, torch.Generator().manual_seed(1))
     assert set(top2.tolist()) == {0, 2} and abs((top2 == 0).double().mean().item() - 0.625) < 0.015
+
+
+def test_token_logprobs_match_logprob_of_and_carry_gradients(tiny_model):
+    model, tok = tiny_model
+    prompts, ids = ["Q: 001+002\nA: ", "Q: 010-003\nA: "], [[5, 6, 7], [8, 9]]
+    got = sampling.token_logprobs(model, tok, prompts, ids)
+    assert all(lp.requires_grad for lp in got)
+    expected = sampling.logprob_of(model, tok, prompts, ids)
+    assert all(np.allclose(a.detach().numpy(), b, atol=1e-5) for a, b in zip(got, expected))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from irlm.reward import OutcomeRewardModel, train_orm
-from irlm.sampling import logprob_of, right_pad, sample
+from irlm.sampling import logprob_of, sample, token_logprobs
 from irlm.sft import deterministic
 from irlm.tasks import PROMPTS, Query, plausible_wrong_answer
 
@@ -137,26 +137,9 @@ def log_ratio(
     """:math:`\\log \\pi(y \\mid x) - \\log \\pi_{\\text{ref}}(y \\mid x)` for each (prompt,
     response): with ``policy`` the SFT model and ``reference`` the initial one, the optimal
     Init-SFT discriminator's logit, computed exactly instead of learned."""
-    if len(prompts) == 0 or len(prompts) != len(responses):
-        raise ValueError(
-            f"prompts and responses must be non-empty and of equal length, got {len(prompts)} and {len(responses)}"
-        )
     mine = logprob_of(policy, tokenizer, prompts, responses)
     theirs = logprob_of(reference, tokenizer, prompts, responses)
     return np.array([a.sum() - b.sum() for a, b in zip(mine, theirs)])
-
-
-def _sequence_logprob(model, tokenizer, prompts: Sequence[str], token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
-    """:math:`\\log \\pi(y \\mid x)` of sampled token ids, with gradients (one padded batch)."""
-    pairs = [(tokenizer(p, add_special_tokens=False)["input_ids"], list(c)) for p, c in zip(prompts, token_ids)]
-    ids, mask = (t.to(model.device) for t in right_pad([p + c for p, c in pairs], tokenizer.pad_token_id))
-    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-    return torch.stack(
-        [
-            logp[row, len(p) - 1 : len(p) - 1 + len(c)].gather(-1, torch.tensor(c, device=ids.device)[:, None]).sum()
-            for row, (p, c) in enumerate(pairs)
-        ]
-    )
 
 
 def reinforce(
@@ -201,7 +184,7 @@ def reinforce(
             )
             r = torch.as_tensor(np.asarray(reward(batch, out.texts), dtype=np.float64), dtype=torch.float32)
             ref = torch.tensor([lp.sum() for lp in logprob_of(reference, tokenizer, batch, out.token_ids)])
-            logp = _sequence_logprob(policy, tokenizer, batch, out.token_ids)
+            logp = torch.stack([lp.sum() for lp in token_logprobs(policy, tokenizer, batch, out.token_ids)])
             kl = logp.detach().cpu() - ref.float()
             shaped = r - kl_coef * kl
             loss = -((shaped - shaped.mean()).to(logp.device) * logp).mean()

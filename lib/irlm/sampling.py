@@ -238,6 +238,28 @@ def sample(
     return Samples(texts, [ids for ids, _ in results], [lp for _, lp in results])
 
 
+def token_logprobs(
+    model, tokenizer, prompts: Sequence[str], completions: Sequence[str | Sequence[int]]
+) -> list[torch.Tensor]:
+    """:math:`\\log \\pi(y_t \\mid x, y_{<t})` for each token of each completion, as tensors from
+    one padded forward pass (with gradients, where autograd is on: a policy-gradient loss
+    differentiates their sums). Completions as in :func:`logprob_of`, which batches this."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pairs = []
+    for p, c in zip(prompts, completions):
+        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+        c_ids = tokenizer(c, add_special_tokens=False)["input_ids"] if isinstance(c, str) else list(c)
+        if not p_ids or not c_ids:
+            raise ValueError("every prompt and completion must have at least one token")
+        pairs.append((p_ids, c_ids))
+    ids, mask = (t.to(model.device) for t in right_pad([p + c for p, c in pairs], pad))
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+    return [
+        logp[row, len(p) - 1 : len(p) - 1 + len(c)].gather(-1, torch.tensor(c, device=ids.device)[:, None]).squeeze(-1)
+        for row, (p, c) in enumerate(pairs)
+    ]
+
+
 @torch.inference_mode()
 def logprob_of(
     model,
@@ -258,20 +280,8 @@ def logprob_of(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out: list[np.ndarray] = []
     for s in range(0, len(prompts), batch_size):
-        pairs = []
-        for p, c in zip(prompts[s : s + batch_size], completions[s : s + batch_size]):
-            p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-            c_ids = tokenizer(c, add_special_tokens=False)["input_ids"] if isinstance(c, str) else list(c)
-            if not p_ids or not c_ids:
-                raise ValueError("every prompt and completion must have at least one token")
-            pairs.append((p_ids, c_ids))
-        ids, mask = (t.to(model.device) for t in right_pad([p + c for p, c in pairs], pad))
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        for row, (p, c) in enumerate(pairs):
-            target = torch.tensor(c, device=model.device)
-            lp = logp[row, len(p) - 1 : len(p) - 1 + len(c)].gather(-1, target[:, None]).squeeze(-1)
-            out.append(lp.cpu().numpy().astype(np.float64))
+        batch = token_logprobs(model, tokenizer, prompts[s : s + batch_size], completions[s : s + batch_size])
+        out += [lp.cpu().numpy().astype(np.float64) for lp in batch]
     return out
