@@ -13,7 +13,10 @@
 5. sampling throughput of ``irlm.sampling.sample`` vs ``model.generate`` with the same
    settings, tokens per second at batch 64 and 512, and their ratio;
 6. chapter 7's MCTS: LM tokens per second inside the search, with the parent's KV cache
-   reused and with every state re-encoded, and the wall-time ratio of the two.
+   reused and with every state re-encoded, and the wall-time ratio of the two;
+7. chapter 9's RL loop: GRPO steps per second and sampled tokens per second inside the
+   loop, ``irlm.rl.train`` vs TRL's ``GRPOTrainer`` (``irlm.rl.train_with_trl``) on the same
+   model, batch (8 queries x 8 samples) and reward, and their ratio.
 
 Model FLOPs of a training step follow Kaplan et al. (2020) and PaLM: 6 N per token for
 the N parameters that multiply (all but the position table), plus attention, 6 * layers
@@ -237,7 +240,38 @@ def bench_mcts_cache(n_puzzles: int = 40) -> None:
         print(f"MCTS wall time, {label} / {first}: {seconds[label] / seconds[first]:.2f}")
 
 
-SECTIONS = ("paths", "training", "chapters", "sampling", "mcts")
+def bench_rl(steps: int = 6) -> None:
+    import copy
+
+    from irlm import rl
+
+    model, tok = zoo.load("tiny-arith")
+    adapter = PlainAdapter()
+    answer = {adapter.prompt(q, tasks.DEFAULT_PROMPT): q.answer for q in tasks.make_splits().train}
+
+    def gold(prompts: list[str], responses: list[str]) -> np.ndarray:
+        return np.array([float(adapter.parse_answer(r) == answer[p]) for p, r in zip(prompts, responses)])
+
+    runners = {
+        "irlm.rl.train": lambda p: rl.train(p, model, tok, list(answer), gold, steps=steps, queries_per_step=8),
+        "TRL GRPOTrainer": lambda p: rl.train_with_trl(p, tok, list(answer), gold, steps=steps, queries_per_step=8),
+    }
+    rates = {}
+    for label, run in runners.items():
+        run(copy.deepcopy(model))  # warm-up (TRL's first step also builds its trainer)
+        start = time.perf_counter()
+        log = run(copy.deepcopy(model))
+        seconds = time.perf_counter() - start
+        n_tokens = sum(r["tokens"] for r in log) if "tokens" in log[0] else None
+        rates[label] = steps / seconds
+        tokens = f", {n_tokens / seconds:,.0f} sampled tokens/s" if n_tokens else ""
+        print(f"RL, {label}: {rates[label]:.2f} GRPO steps/s (64 samples a step){tokens}")
+    print(
+        f"RL steps per second, irlm.rl.train / TRL GRPOTrainer: {rates['irlm.rl.train'] / rates['TRL GRPOTrainer']:.2f}"
+    )
+
+
+SECTIONS = ("paths", "training", "chapters", "sampling", "mcts", "rl")
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SECTIONS)
@@ -256,3 +290,5 @@ if __name__ == "__main__":
         bench_sampling()
     if "mcts" in chosen:
         bench_mcts_cache()
+    if "rl" in chosen:
+        bench_rl()

@@ -172,3 +172,34 @@ def test_chapter8_with_a_smaller_run_and_another_tell(tmp_path):
         "SFT + RL on Init-SFT minus SFT, accuracy:" in text and "RL on the gold verifier minus RL on Init-SFT" in text
     )
     assert "n_demos = 300" in injected
+
+
+def test_chapter9_with_rloo_and_a_small_run(tmp_path):
+    text, injected = run_chapter(
+        "09_rl_with_reward_models.ipynb",
+        tmp_path,
+        seed=1,
+        estimator="rloo",
+        rl_steps=3,
+        queries_per_step=4,
+        group_size=4,
+        kl_coefs=[0.5],
+        proxy_steps=3,
+        proxy_queries=4,
+        orm_queries=10,
+        orm_steps=10,
+        n_test=20,
+        n_samples=8,
+        n_val=10,
+        eval_every=2,
+        dpo_queries=40,
+        dpo_steps=5,
+        trl_steps=2,
+        trl_queries=2,
+        trl_seeds=1,
+    )
+    assert "3 steps," in text and "KL weight 0.5:" in text and "KL weight 0:" not in text
+    assert "pass@8" in text and "pass@16" not in text
+    assert "the ORM: 80 labels" in text and "DPO minus the explicit RM:" in text
+    assert "ours minus TRL (seeds and queries resampled):" in text and "(per seed)" in text
+    assert 'estimator = "rloo"' in injected

@@ -13,15 +13,13 @@ is trained once; the policy then climbs it by best-of-N or RL.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from irlm.reward import OutcomeRewardModel, train_orm
-from irlm.sampling import logprob_of, sample, token_logprobs
-from irlm.sft import deterministic
+from irlm.sampling import logprob_of
 from irlm.tasks import PROMPTS, Query, plausible_wrong_answer
 
 # Which two sets each discriminator tells apart: (label 0, label 1), label 1 the "expert" side.
@@ -140,56 +138,3 @@ def log_ratio(
     mine = logprob_of(policy, tokenizer, prompts, responses)
     theirs = logprob_of(reference, tokenizer, prompts, responses)
     return np.array([a.sum() - b.sum() for a, b in zip(mine, theirs)])
-
-
-def reinforce(
-    policy,
-    reference,
-    tokenizer,
-    prompts: Sequence[str],
-    reward: Callable[[list[str], list[str]], np.ndarray],
-    steps: int = 40,
-    batch_size: int = 64,
-    lr: float = 1e-4,
-    kl_coef: float = 0.1,
-    max_new_tokens: int = 48,
-    seed: int = 0,
-    threads: int = 2,
-) -> list[dict[str, float]]:
-    """REINFORCE with a KL penalty: each step samples one response per prompt of a random
-    batch at temperature 1 and ascends
-
-    .. math:: \\frac1B \\sum_i (R_i - \\bar R) \\nabla \\log \\pi(y_i \\mid x_i), \\qquad
-              R_i = r(x_i, y_i) - \\beta \\, [\\log \\pi(y_i \\mid x_i) - \\log \\pi_{\\text{ref}}(y_i \\mid x_i)],
-
-    the batch mean :math:`\\bar R` as baseline and :math:`\\beta` = ``kl_coef``, the
-    sample estimate of :math:`\\mathbb E_\\pi[r] - \\beta\\, \\mathrm{KL}(\\pi \\| \\pi_{\\text{ref}})`.
-    ``reward(prompts, responses)`` returns one number per response. Trains ``policy`` in
-    place and returns per step the batch's mean reward, its standard deviation (the spread the
-    gradient learns from) and the mean KL estimate."""
-    if len(prompts) == 0:
-        raise ValueError("prompts is empty")
-    if steps < 1 or batch_size < 1 or lr <= 0 or kl_coef < 0:
-        raise ValueError(
-            f"need steps >= 1, batch_size >= 1, lr > 0, kl_coef >= 0; got {steps}, {batch_size}, {lr}, {kl_coef}"
-        )
-    rng, log = random.Random(seed), []
-    policy.eval()  # no dropout: the gradient is of the policy that sampled
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    with deterministic(threads):
-        for step in range(steps):
-            batch = [prompts[rng.randrange(len(prompts))] for _ in range(batch_size)]
-            out = sample(
-                policy, tokenizer, batch, temperature=1.0, max_new_tokens=max_new_tokens, seed=seed * 100_003 + step
-            )
-            r = torch.as_tensor(np.asarray(reward(batch, out.texts), dtype=np.float64), dtype=torch.float32)
-            ref = torch.tensor([lp.sum() for lp in logprob_of(reference, tokenizer, batch, out.token_ids)])
-            logp = torch.stack([lp.sum() for lp in token_logprobs(policy, tokenizer, batch, out.token_ids)])
-            kl = logp.detach().cpu() - ref.float()
-            shaped = r - kl_coef * kl
-            loss = -((shaped - shaped.mean()).to(logp.device) * logp).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            log.append({"step": step, "reward": float(r.mean()), "reward_std": float(r.std()), "kl": float(kl.mean())})
-    return log
