@@ -262,13 +262,11 @@ def bench_rl(steps: int = 6) -> None:
         start = time.perf_counter()
         log = run(copy.deepcopy(model))
         seconds = time.perf_counter() - start
-        n_tokens = sum(r["tokens"] for r in log) if "tokens" in log[0] else None
         rates[label] = steps / seconds
-        tokens = f", {n_tokens / seconds:,.0f} sampled tokens/s" if n_tokens else ""
-        print(f"RL, {label}: {rates[label]:.2f} GRPO steps/s (64 samples a step){tokens}")
-    print(
-        f"RL steps per second, irlm.rl.train / TRL GRPOTrainer: {rates['irlm.rl.train'] / rates['TRL GRPOTrainer']:.2f}"
-    )
+        tokens = sum(r["tokens"] for r in log) / seconds
+        print(f"RL, {label}: {rates[label]:.2f} GRPO steps/s (64 samples a step), {tokens:,.0f} sampled tokens/s")
+    ratio = rates["irlm.rl.train"] / rates["TRL GRPOTrainer"]
+    print(f"RL steps per second, irlm.rl.train / TRL GRPOTrainer: {ratio:.2f}")
 
 
 SECTIONS = ("paths", "training", "chapters", "sampling", "mcts", "rl")

@@ -1,6 +1,8 @@
 """The committed chapters are what readers see on GitHub, in Colab and in the book: no
 progress bars, warnings, error output or machine paths in them."""
 
+import importlib
+import inspect
 import json
 import re
 from pathlib import Path
@@ -61,3 +63,37 @@ def test_alt_text_is_the_captions_first_sentence_in_plain_text():
 
     caption = "*Left: the $d = \\sqrt{\\mathrm{KL}}$ of `best_of_n` {cite}`gao2022scaling`. More here.*"
     assert first_sentence(plain(caption)) == "Left: the d = sqrt KL of best_of_n."
+
+
+def shown_sources(path: Path) -> list[tuple[int, str, list[str], str]]:
+    """(cell index, module, attribute path, printed text) of every
+    ``print(inspect.getsource(name))`` in a chapter, the module resolved through the chapter's
+    own ``from irlm import ...`` lines."""
+    nb = json.loads(path.read_text())
+    code = "\n".join("".join(cell["source"]) for cell in nb["cells"] if cell["cell_type"] == "code")
+    modules = {}  # the chapter's name for each irlm module it imports
+    for names in re.findall(r"^from irlm import (.+)$", code, re.MULTILINE):
+        for item in names.split(","):
+            module, _, alias = item.strip().partition(" as ")
+            modules[alias or module] = f"irlm.{module}"
+    shown = []
+    for i, cell in enumerate(nb["cells"]):
+        for name in re.findall(r"print\(inspect\.getsource\(([\w.]+)\)\)", "".join(cell["source"])):
+            head, *attributes = name.split(".")
+            text = "".join("".join(out.get("text", "")) for out in cell.get("outputs", []))
+            shown.append((i, modules[head], attributes, text))
+    return shown
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_printed_library_source_is_the_library_source_today(path):
+    """A chapter that shows a library function prints its source; the committed output must be
+    that source as the library has it now, not a copy from an older run."""
+    stale = []
+    for i, module, attributes, text in shown_sources(path):
+        obj = importlib.import_module(module)
+        for attribute in attributes:
+            obj = getattr(obj, attribute)
+        if inspect.getsource(obj) not in text:
+            stale.append(f"cell {i}: {module}.{'.'.join(attributes)}")
+    assert not stale, f"{path.name}: printed source differs from the library's: {stale}"

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from irlm.preferences import bt_loss
-from irlm.reward import _fit
+from irlm.reward import _check_fit_args, _fit
 from irlm.sampling import logprob_of, sample, token_logprobs
 from irlm.sft import deterministic
 
@@ -151,18 +151,18 @@ def train(
             out = sample(policy, tokenizer, batch, max_new_tokens=max_new_tokens, seed=seed * 100_003 + step)
             # 2. their rewards, and their log-probabilities under the sampler and the reference
             r = np.asarray(reward(batch, out.texts), dtype=np.float64).reshape(queries_per_step, group_size)
-            mask = _padded([torch.ones(len(t)) for t in out.token_ids])[1].to(policy.device)
-            old = _padded([torch.as_tensor(lp, dtype=torch.float32) for lp in out.logprobs])[0].to(policy.device)
+            old, mask = (t.to(policy.device) for t in _padded([torch.as_tensor(lp) for lp in out.logprobs]))
             ref = _padded([torch.as_tensor(lp) for lp in logprob_of(reference, tokenizer, batch, out.token_ids)])[0]
-            log_ratio = ((old - ref.to(old.device).float()) * mask).sum(1)
+            ref = ref.to(policy.device)
+            log_ratio = ((old - ref) * mask).sum(1)
             # 3. advantages (the KL penalty in the reward, or in the loss)
             shaped = r - kl_coef * log_ratio.cpu().numpy().reshape(r.shape) if kl_in_reward else r
             adv = advantages(shaped, estimator).reshape(-1).to(policy.device)
             # 4. policy-gradient steps on this batch
+            in_loss = 0.0 if kl_in_reward else kl_coef
             for _ in range(updates_per_batch):
                 logp = _padded(token_logprobs(policy, tokenizer, batch, out.token_ids))[0]
-                in_loss = 0.0 if kl_in_reward else kl_coef
-                loss = policy_loss(logp, old, ref.to(logp.device).float(), adv, mask, clip, in_loss)
+                loss = policy_loss(logp, old, ref, adv, mask, clip, in_loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -245,10 +245,7 @@ def train_dpo(
     ``rejected[i]`` as a reply to ``prompts[i]``), AdamW on random mini-batches; the
     reference's log-probabilities are computed once. ``callback(step, policy, loss)`` runs
     after each step. Responses are strings, tokenized on their own as sampling produced them."""
-    if not (len(prompts) == len(chosen) == len(rejected)) or len(prompts) == 0:
-        raise ValueError("prompts, chosen and rejected must be non-empty and of equal length")
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
+    _check_fit_args(prompts, chosen, rejected, steps, batch_size, lr)
     ref_c = torch.tensor([lp.sum() for lp in logprob_of(reference, tokenizer, prompts, chosen)])
     ref_r = torch.tensor([lp.sum() for lp in logprob_of(reference, tokenizer, prompts, rejected)])
 
