@@ -4,6 +4,15 @@ VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# make test runs its checks in JOBS processes (pytest-xdist); each chapter keeps its own thread
+# count, so the checked numbers do not depend on JOBS. The slowest chapters go first, so that
+# no worker is left alone with one of them at the end.
+JOBS ?= 2
+SLOW_FIRST := $(addprefix notebooks/,07_mcts_reasoning.ipynb 09_rl_with_reward_models.ipynb \
+	05_bt_vs_classifier.ipynb 08_alignment_from_demonstrations.ipynb 04_rejection_sampling.ipynb)
+CHAPTER_ORDER := $(foreach nb,$(SLOW_FIRST),$(filter $(nb),$(CHAPTERS))) $(filter-out $(SLOW_FIRST),$(CHAPTERS))
+# idle OpenMP threads sleep instead of spinning, so that parallel checks do not starve each other
+PARALLEL := OMP_WAIT_POLICY=PASSIVE
 
 export PATH := $(BIN):$(PATH)
 export PYTHONHASHSEED := 0
@@ -40,10 +49,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check lib tests notebooks
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(PARALLEL) $(BIN)/python -m pytest -q -n $(JOBS) tests
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-sanitize-with tests/sanitize.cfg --nbval-current-env notebooks
+	$(PARALLEL) $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder \
+		--nbval-lax --nbval-sanitize-with tests/sanitize.cfg --nbval-current-env $(CHAPTER_ORDER)
 
 build: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going

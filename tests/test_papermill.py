@@ -55,6 +55,34 @@ def test_chapter1_with_other_parameters(tmp_path):
     assert "n_queries = 60" in injected
 
 
+def test_chapter2_with_another_seed_and_token_limit(tmp_path):
+    # every prompt and the default 300 queries: the hidden checks guard claims about all seven
+    # prompts (the oracle over them, `round` below the baseline), which fewer would not support
+    text, injected = run_chapter("02_prompting.ipynb", tmp_path, seed=1, max_new_tokens=80)
+    assert "7 prompts, 300 validation and 300 test queries" in text
+    assert "responses that used all max_new_tokens = 80 tokens, of 300 per prompt" in text
+    assert "max_new_tokens = 64" not in text
+    assert "seed = 1" in injected
+
+
+def test_chapter3_with_fewer_demonstrations_and_steps(tmp_path):
+    text, injected = run_chapter(
+        "03_sft.ipynb",
+        tmp_path,
+        seed=1,
+        demo_counts=[64, 512],
+        steps=100,
+        n_samples=8,
+        n_mix=128,
+        mix_steps=60,
+    )
+    assert "  512 demonstrations: training loss" in text and "1024 demonstrations" not in text
+    assert "of 128 demonstrations" in text
+    assert "pass@8  SFT minus base:" in text and "pass@16" not in text
+    assert "LoRA r=8, equal steps: 8,192 trainable parameters (28.4x fewer), 100 steps in" in text
+    assert "demo_counts = [64, 512]" in injected
+
+
 def test_chapter4_with_other_n_values(tmp_path):
     text, _ = run_chapter(
         "04_rejection_sampling.ipynb",
