@@ -49,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check lib tests notebooks
 
 unit: $(STAMP)
-	$(PARALLEL) $(BIN)/python -m pytest -q -n $(JOBS) tests
+	$(PARALLEL) $(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal tests
 
 notebooks: $(STAMP)
 	$(PARALLEL) $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder \

@@ -6,6 +6,7 @@ import torch
 
 from irlm import rl
 from irlm.preferences import bt_loss
+from irlm.sampling import token_logprobs
 
 
 def ones(prompts, responses):  # a reward the untrained policy can climb: the share of "1" characters
@@ -178,3 +179,71 @@ def test_train_with_trl_runs_grpo_and_reports_our_names(tiny_model):
     assert log[0]["reward"] > 0 and log[0]["zero_variance_groups"] < 1
     moved = any(not torch.equal(a, b) for a, b in zip(policy.parameters(), model.parameters()))
     assert moved, "TRL trained the policy in place"
+
+
+def one_trl_step(model, tok, prompts, monkeypatch, max_new=6):
+    """One GRPO step of :func:`rl.train_with_trl` on a copy of ``model``; returns the batch TRL
+    sampled and scored, and the gradient its loss left on each parameter."""
+    import trl
+
+    seen = {}
+
+    class Recording(trl.GRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            seen["batch"] = {k: v.detach().clone() for k, v in out.items() if torch.is_tensor(v)}
+            return out
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            seen["grad"] = [p.grad.detach().clone() for p in model.parameters()]
+            return loss
+
+    monkeypatch.setattr(trl, "GRPOTrainer", Recording)
+    length = lambda prompts, responses: np.array([len(r) for r in responses], dtype=float)  # noqa: E731
+    rl.train_with_trl(copy.deepcopy(model), tok, prompts, length, steps=1, queries_per_step=2, group_size=4,
+                      max_new_tokens=max_new)  # fmt: skip
+    assert seen["batch"]["advantages"].abs().sum() > 0, "the batch carries signal"
+    return seen["batch"], seen["grad"]
+
+
+def surrogate_grad(model, logp: torch.Tensor, mask: torch.Tensor, adv: torch.Tensor) -> list[torch.Tensor]:
+    """The gradient of our :func:`rl.policy_loss` (first update: ratio 1, no KL) on a copy's log-probabilities."""
+    rl.policy_loss(logp, logp.detach(), logp.detach(), adv.float(), mask).backward()
+    return [p.grad for p in model.parameters()]
+
+
+def test_policy_loss_gradient_matches_trl_on_trls_own_batch(tiny_model, monkeypatch):
+    # prompts of one length, as in chapter 9: our gradient is TRL's times its constant normaliser,
+    # max_completion_length (loss_type="dr_grpo")
+    model, tok = tiny_model
+    b, theirs = one_trl_step(model, tok, ["A: "] * 4, monkeypatch)
+    prompts = [tok.decode(ids[m.bool()]) for ids, m in zip(b["prompt_ids"], b["prompt_mask"])]
+    completions = [ids[m.bool()].tolist() for ids, m in zip(b["completion_ids"], b["completion_mask"])]
+    ours = copy.deepcopy(model)
+    logp, mask = rl._padded(token_logprobs(ours, tok, prompts, completions))
+    for g, t in zip(surrogate_grad(ours, logp, mask, b["advantages"]), theirs):
+        torch.testing.assert_close(g, t * 6, rtol=1e-4, atol=1e-7)
+
+
+def test_trl_scores_left_padded_prompts_at_shifted_positions(tiny_model, monkeypatch):
+    # prompts of two lengths: TRL's loss forward passes no position_ids, so a left-padded row is
+    # read at positions shifted by its padding, which changes the logits of a model with learned
+    # absolute positions (GPT-2, ours); generation counted positions from the mask
+    model, tok = tiny_model
+    b, theirs = one_trl_step(model, tok, ["A: ", "Q: 12 + 345 = ?\nA: "] * 2, monkeypatch)
+    ids = torch.cat([b["prompt_ids"], b["completion_ids"]], 1)
+    attention = torch.cat([b["prompt_mask"], b["completion_mask"]], 1)
+    n = b["completion_ids"].shape[1]
+
+    def grad_at(positions):
+        copy_ = copy.deepcopy(model)
+        logits = copy_(input_ids=ids, attention_mask=attention, position_ids=positions).logits[:, -n - 1 : -1]
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, b["completion_ids"][..., None]).squeeze(-1)
+        return surrogate_grad(copy_, logp, b["completion_mask"].float(), b["advantages"])
+
+    shifted = torch.arange(ids.shape[1])[None].expand_as(ids)  # what GPT-2 uses when position_ids is None
+    from_mask = (attention.cumsum(1) - 1).clamp(min=0)  # what generation and our sampler use
+    for g, t in zip(grad_at(shifted), theirs):
+        torch.testing.assert_close(g, t * 6, rtol=1e-4, atol=1e-7)
+    assert any(not torch.allclose(g, t * 6, rtol=1e-2) for g, t in zip(grad_at(from_mask), theirs))
