@@ -33,12 +33,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -c "import irlm, torch, transformers, papermill, nbval, jupyter_book"
 	touch $(STAMP)
 
-## make book: execute every chapter with its default parameters, then build the HTML book
+## make book: execute every chapter with its default parameters (JOBS at a time), then build the HTML book
 book: $(STAMP)
-	@for nb in $(CHAPTERS); do \
-		echo "executing $$nb"; \
-		$(BIN)/papermill --cwd notebooks --no-progress-bar $$nb $$nb || exit 1; \
-	done
+	@printf '%s\n' $(CHAPTER_ORDER) | $(PARALLEL) xargs -P $(JOBS) -I{} sh -c \
+		'echo "executing {}"; $(BIN)/papermill --cwd notebooks --no-progress-bar {} {} || exit 255'
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "The book is ready: open file://$(abspath _build/html/index.html)"
 
