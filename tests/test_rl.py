@@ -181,7 +181,10 @@ def test_train_with_trl_runs_grpo_and_reports_our_names(tiny_model):
     assert moved, "TRL trained the policy in place"
 
 
-def one_trl_step(model, tok, prompts, monkeypatch, max_new=6):
+TRL_MAX_NEW = 6  # max_completion_length: TRL's dr_grpo loss divides by it, ours does not
+
+
+def one_trl_step(model, tok, prompts, monkeypatch):
     """One GRPO step of :func:`rl.train_with_trl` on a copy of ``model``; returns the batch TRL
     sampled and scored, and the gradient its loss left on each parameter."""
     import trl
@@ -202,7 +205,7 @@ def one_trl_step(model, tok, prompts, monkeypatch, max_new=6):
     monkeypatch.setattr(trl, "GRPOTrainer", Recording)
     length = lambda prompts, responses: np.array([len(r) for r in responses], dtype=float)  # noqa: E731
     rl.train_with_trl(copy.deepcopy(model), tok, prompts, length, steps=1, queries_per_step=2, group_size=4,
-                      max_new_tokens=max_new)  # fmt: skip
+                      max_new_tokens=TRL_MAX_NEW)  # fmt: skip
     assert seen["batch"]["advantages"].abs().sum() > 0, "the batch carries signal"
     return seen["batch"], seen["grad"]
 
@@ -223,7 +226,7 @@ def test_policy_loss_gradient_matches_trl_on_trls_own_batch(tiny_model, monkeypa
     ours = copy.deepcopy(model)
     logp, mask = rl._padded(token_logprobs(ours, tok, prompts, completions))
     for g, t in zip(surrogate_grad(ours, logp, mask, b["advantages"]), theirs):
-        torch.testing.assert_close(g, t * 6, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(g, t * TRL_MAX_NEW, rtol=1e-4, atol=1e-7)
 
 
 def test_trl_scores_left_padded_prompts_at_shifted_positions(tiny_model, monkeypatch):
@@ -245,5 +248,5 @@ def test_trl_scores_left_padded_prompts_at_shifted_positions(tiny_model, monkeyp
     shifted = torch.arange(ids.shape[1])[None].expand_as(ids)  # what GPT-2 uses when position_ids is None
     from_mask = (attention.cumsum(1) - 1).clamp(min=0)  # what generation and our sampler use
     for g, t in zip(grad_at(shifted), theirs):
-        torch.testing.assert_close(g, t * 6, rtol=1e-4, atol=1e-7)
-    assert any(not torch.allclose(g, t * 6, rtol=1e-2) for g, t in zip(grad_at(from_mask), theirs))
+        torch.testing.assert_close(g, t * TRL_MAX_NEW, rtol=1e-4, atol=1e-7)
+    assert any(not torch.allclose(g, t * TRL_MAX_NEW, rtol=1e-2) for g, t in zip(grad_at(from_mask), theirs))
