@@ -8,7 +8,7 @@ CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # count, so the checked numbers do not depend on JOBS. The slowest chapters go first, so that
 # no worker is left alone with one of them at the end.
 JOBS ?= 2
-SLOW_FIRST := $(addprefix notebooks/,07_mcts_reasoning.ipynb 09_rl_with_reward_models.ipynb \
+SLOW_FIRST := $(addprefix notebooks/,07_mcts_reasoning.ipynb 10_iterative_fine_tuning.ipynb 09_rl_with_reward_models.ipynb \
 	05_bt_vs_classifier.ipynb 08_alignment_from_demonstrations.ipynb 04_rejection_sampling.ipynb)
 CHAPTER_ORDER := $(foreach nb,$(SLOW_FIRST),$(filter $(nb),$(CHAPTERS))) $(filter-out $(SLOW_FIRST),$(CHAPTERS))
 # idle OpenMP threads sleep instead of spinning, so that parallel checks do not starve each other

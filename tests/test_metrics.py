@@ -168,3 +168,53 @@ def test_paired_auc_difference_point_and_clusters():
         metrics.paired_auc_difference(good, noise[:10], y, groups)
     with pytest.raises(ValueError, match="n_boot"):
         metrics.paired_auc_difference(good, noise, y, groups, n_boot=0)
+
+
+def test_distinct_correct_counts_distinct_correct_responses_per_row():
+    responses = [
+        ["12", "12", "13", "14"],  # two distinct correct: "12" (twice) and "14"
+        ["7", "8", "9", "7"],  # nothing correct
+        ["a", "b", "c", "d"],  # all correct and distinct
+        ["x", "x", "x", "x"],  # all correct, one distinct
+    ]
+    correct = np.array([[1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]], dtype=bool)
+    by_hand = [len({r for r, ok in zip(row, flags) if ok}) for row, flags in zip(responses, correct)]
+    got = metrics.distinct_correct(responses, correct)
+    assert by_hand == [2, 0, 4, 1]
+    assert got.tolist() == by_hand and got.shape == (4,)
+
+
+def test_distinct_correct_wrong_responses_never_count():
+    # a wrong copy of a correct response and any number of distinct wrong ones add nothing
+    responses = [["right", "right", "w1", "w2", "w3"], ["w1", "w2", "w3", "w4", "w5"]]
+    correct = np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
+    assert metrics.distinct_correct(responses, correct).tolist() == [1, 0]
+    more_wrong = [["right", "right", "right", "right", "right"], ["w1"] * 5]
+    assert metrics.distinct_correct(more_wrong, correct).tolist() == [1, 0]
+
+
+def test_distinct_correct_counts_duplicates_once_and_takes_any_hashable():
+    responses = [[(1, 2), (1, 2), (2, 1)], [3, 3, 3]]
+    correct = [[True, True, True], [True, False, True]]
+    assert metrics.distinct_correct(responses, correct).tolist() == [2, 1]
+    rng = np.random.default_rng(0)
+    answers = rng.integers(0, 5, (30, 8))
+    ok = rng.random((30, 8)) < 0.5
+    brute = [len(set(a[o].tolist())) for a, o in zip(answers, ok)]
+    assert metrics.distinct_correct(answers.tolist(), ok).tolist() == brute
+
+
+@pytest.mark.parametrize(
+    "responses, correct",
+    [
+        ([["a", "b"]], [[True, True], [True, False]]),  # too few rows
+        ([["a", "b"], ["c", "d"]], [[True, True]]),  # too many rows
+        ([["a", "b", "c"], ["c", "d"]], [[True, True], [True, False]]),  # a ragged row
+        ([["a"], ["c"]], [[True, True], [True, False]]),  # rows too short
+        ([["a", "b"]], [True, True]),  # correct is not 2-D
+        ([], np.zeros((0, 3), dtype=bool)),  # nothing at all
+    ],
+)
+def test_distinct_correct_bad_shapes(responses, correct):
+    with pytest.raises(ValueError, match="shape"):
+        metrics.distinct_correct(responses, correct)

@@ -231,3 +231,28 @@ def test_chapter9_with_rloo_and_a_small_run(tmp_path):
     assert "the ORM: 80 labels" in text and "DPO minus the explicit RM:" in text
     assert "ours minus TRL (seeds and queries resampled):" in text and "(per seed)" in text
     assert 'estimator = "rloo"' in injected
+
+
+def test_chapter10_with_a_small_run(tmp_path):
+    text, injected = run_chapter(
+        "10_iterative_fine_tuning.ipynb",
+        tmp_path,
+        seed=1,
+        rounds=2,
+        orm_rounds=1,
+        n_train=60,
+        n_samples=8,
+        epochs=1.0,
+        n_test=15,
+        n_eval=8,
+        k=4,
+        orm_puzzles=20,
+        orm_steps=10,
+        n_hard=5,
+        budget=400,
+    )
+    assert "60 training puzzles, 8 samples each per round; 15 held-out puzzles" in text
+    assert "'method': 'best-of-8'" in text and "pass@4" in text and "pass@16" not in text
+    assert "learned ORM minus gold check" in text and "round 2, pass@1" not in text
+    assert "MCTS on 5 puzzles" in text and "GRPO:" in text
+    assert "rounds = 2" in injected

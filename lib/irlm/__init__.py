@@ -16,6 +16,8 @@ One module per idea, each serving a chapter or two:
 * :mod:`irlm.countdown` Countdown puzzles: legal steps, checkers, exact values, the demonstrator
 * :mod:`irlm.search`  reasoning as search: MCTS with PUCT, step-level beam search, compute budgets
 * :mod:`irlm.proposer` a language model as the step proposer of a search, with KV-cache reuse
+* :mod:`irlm.rl`       policy gradients against a reward: REINFORCE, RLOO, GRPO, DPO, TRL's trainer
+* :mod:`irlm.iterate`  iterative fine-tuning: sample or search, filter, fine-tune, repeat
 * :mod:`irlm.plot`     the book's one plotting style
 """
 

@@ -151,6 +151,17 @@ def distinct_answers(answers: Sequence[Sequence[Hashable]]) -> np.ndarray:
     return np.array([len(set(row)) for row in answers])
 
 
+def distinct_correct(responses: Sequence[Sequence[Hashable]], correct: np.ndarray) -> np.ndarray:
+    """Number of distinct correct responses among each query's samples: ``responses[i][j]``
+    counts when ``correct[i, j]``, and two responses are distinct when they differ as
+    strings (``"12*5"`` and ``"5*12"`` count twice). A diversity measure that wrong answers
+    cannot inflate; it grows with the number of correct samples too."""
+    correct = as_grid(correct)
+    if len(responses) != correct.shape[0] or any(len(row) != correct.shape[1] for row in responses):
+        raise ValueError(f"responses must have the shape of correct {correct.shape}")
+    return np.array([len({r for r, ok in zip(row, flags) if ok}) for row, flags in zip(responses, correct)])
+
+
 def answer_entropy(answers: Sequence[Sequence[Hashable]]) -> np.ndarray:
     """Entropy (nats) of each query's empirical answer distribution,
     :math:`H = -\\sum_a \\hat p(a) \\log \\hat p(a)`: 0 when every sample agrees,
