@@ -28,7 +28,8 @@ from irlm import sft
 if TYPE_CHECKING:
     from datasets import Dataset
 
-COLUMNS = ("prompt", "response", "method", "round", "reward")
+TYPES = {"prompt": "string", "response": "string", "method": "string", "round": "int64", "reward": "string"}
+COLUMNS = tuple(TYPES)  # a round's columns: the pair, then its provenance
 
 
 def round_dataset(
@@ -61,8 +62,7 @@ def round_dataset(
         "round": [round] * len(pairs),
         "reward": [reward] * len(pairs),
     }
-    types = {"prompt": "string", "response": "string", "method": "string", "round": "int64", "reward": "string"}
-    return Dataset.from_dict(rows, features=Features({name: Value(t) for name, t in types.items()}))
+    return Dataset.from_dict(rows, features=Features({name: Value(t) for name, t in TYPES.items()}))
 
 
 def fine_tune(
