@@ -102,3 +102,30 @@ def test_cache_grows_and_keeps_what_was_written(tiny_model):
     assert keys.shape[2] == 4 and torch.equal(keys[:, :, :3], k)
     keys, values = cache.write(0, k[:, :, :2], -k[:, :, :2], at=3)
     assert keys.shape[2] == 8 and torch.equal(keys[:, :, :3], k) and torch.equal(values[:, :, 3:5], -k[:, :, :2])
+
+
+def test_select_copies_the_chosen_rows(tiny_model):
+    model, _ = tiny_model
+    cache = tinygpt.KVCache(model, batch=3, block=4)
+    k = torch.randn(3, model.config.n_head, 3, model.config.n_embd // model.config.n_head)
+    cache.write(0, k, -k, at=0)
+    picked = cache.select(torch.tensor([2, 0, 2, 2]))
+    keys, values = picked.layers[0]
+    assert keys.shape[0] == 4 and torch.equal(keys[:, :, :3], k[[2, 0, 2, 2]]) and torch.equal(values[1, :, :3], -k[0])
+    keys[0] += 1  # a copy: the original cache is unchanged
+    assert torch.equal(cache.layers[0][0][2, :, :3], k[2])
+
+
+def test_a_repeated_prompt_is_encoded_once_with_the_same_samples(tiny_model, monkeypatch):
+    model, tok = tiny_model
+    prompts = [p for p, _ in DEMOS[:3] for _ in range(4)]
+    seen = []
+    hidden_states = tinygpt.hidden_states
+    monkeypatch.setattr(
+        tinygpt, "hidden_states", lambda m, ids, *a, **kw: seen.append(ids.shape) or hidden_states(m, ids, *a, **kw)
+    )
+    fast = sampling.sample(model, tok, prompts, temperature=1.0, max_new_tokens=8, seed=3)
+    assert seen[0][0] == 3, "one prompt forward per distinct prompt"
+    monkeypatch.setattr(tinygpt, "supports", lambda model: False)
+    generic = sampling.sample(model, tok, prompts, temperature=1.0, max_new_tokens=8, seed=3)
+    assert fast.token_ids == generic.token_ids

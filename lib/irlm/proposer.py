@@ -191,5 +191,6 @@ def rollouts(
                 alive[i], wasted[i] = False, len(ids)
             else:
                 states[i] = _after(states[i], step)
-    tokens = np.array([len(tokenizer(s.text, add_special_tokens=False)["input_ids"]) for s in states]) + wasted
+    texts = [s.text for s in states]
+    tokens = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]) + wasted
     return states, tokens

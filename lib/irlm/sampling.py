@@ -104,7 +104,9 @@ def _stop_ids(tokenizer, stop_token_ids: Sequence[int] | None) -> torch.Tensor:
 
 
 def _encode_left_padded(tokenizer, prompts: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    distinct = list(dict.fromkeys(prompts))  # each distinct prompt tokenized once, in one call
+    ids_of = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+    ids = [ids_of[p] for p in prompts]
     width = max(len(i) for i in ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids], device=device)
@@ -153,14 +155,17 @@ def _hf_logits(model, input_ids: torch.Tensor, mask: torch.Tensor):
 
 def _tinygpt_logits(model, input_ids: torch.Tensor, mask: torch.Tensor):
     """The same as :func:`_hf_logits` for the zoo's GPT-2 models, through :mod:`irlm.tinygpt`
-    and its key/value cache written in place."""
+    and its key/value cache written in place. A prompt that appears in several rows (``n``
+    samples of one query) is encoded once and its cache copied to each of its rows."""
     B, P = input_ids.shape
-    cache = tinygpt.KVCache(model, B)
+    rows, inverse = torch.unique(torch.cat([input_ids, mask], -1), dim=0, return_inverse=True)
+    cache = tinygpt.KVCache(model, len(rows))
     # the prompt: causal over its real tokens; a padding position sees itself, so no row of the mask is empty
     eye = torch.eye(P, dtype=torch.bool, device=mask.device)
-    see = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril() & (mask.bool()[:, None, None, :] | eye)
+    see = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril() & (rows[:, None, None, P:].bool() | eye)
+    hidden = tinygpt.hidden_states(model, rows[:, :P], (rows[:, P:].cumsum(-1) - 1).clamp(min=0), see, cache, at=0)
+    hidden, cache = hidden[inverse], cache.select(inverse)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = tinygpt.hidden_states(model, input_ids, positions, see, cache, at=0)
     real = mask.bool()[:, None, None, :]  # (B, 1, 1, keys): the keys a new token attends to
     while True:
         tok = yield tinygpt.logits(model, hidden[:, -1])

@@ -190,6 +190,13 @@ class KVCache:
         keys[:, :, at:end], values[:, :, at:end] = k, v
         return keys, values
 
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """A new cache whose row i is this one's row ``rows[i]`` (all positions)."""
+        out = KVCache.__new__(KVCache)
+        out.block = self.block
+        out.layers = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.layers]
+        return out
+
     def clone(self, length: int, repeat: int = 1) -> KVCache:
         """A new cache holding this one's first ``length`` positions, each row repeated
         ``repeat`` times (row i becomes rows ``[i * repeat, (i + 1) * repeat)``), with room
