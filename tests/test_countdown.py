@@ -1,7 +1,9 @@
 import math
 import random
 
+import numpy as np
 import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from irlm import countdown as cd
 from irlm.countdown import Puzzle, State, Step
@@ -205,3 +207,18 @@ def test_state_features():
     assert feats[:2] == [24, 1]
     assert feats[2 : 2 + cd.MAX_NUMBERS] == [4, 6] + [0] * (cd.MAX_NUMBERS - 2)
     assert feats[2 + cd.MAX_NUMBERS :] == [20, 18] + [24] * (cd.MAX_NUMBERS - 2)
+
+
+def test_value_model_on_numbers_is_sklearns_trees_on_the_state_features():
+    puzzles = cd.make_puzzles(40, seed=1)
+    states = [s for p in puzzles for s in cd.partial_states(p)]
+    labels = np.array([cd.state_value(s) for s in states], dtype=bool)
+    value_model = cd.fit_value_model(states, labels, seed=0)
+    direct = HistGradientBoostingClassifier(max_iter=300, random_state=0)
+    direct.fit(np.array([cd.state_features(s) for s in states]), labels)
+    held = [s for p in cd.make_puzzles(10, seed=2) for s in cd.partial_states(p)]
+    values = cd.numbers_value(value_model, held)
+    np.testing.assert_array_equal(values, direct.predict_proba(np.array([cd.state_features(s) for s in held]))[:, 1])
+    assert values.shape == (len(held),) and ((values >= 0) & (values <= 1)).all()
+    with pytest.raises(ValueError, match="states and labels"):
+        cd.fit_value_model(states, labels[:-1])

@@ -292,3 +292,17 @@ def test_sample_until_solved_matches_every_order():
         search.sample_until_solved(costs, solved[:, :3], budgets)
     with pytest.raises(ValueError, match="draws"):
         search.sample_until_solved(costs, solved, budgets, draws=0)
+
+
+def test_memo_scores_the_given_states_in_one_batch_and_others_once():
+    batches = []
+
+    def score(states):
+        batches.append(list(states))
+        return [len(s) / 10 for s in states]
+
+    value = search.memo(score, ["a", "ab", "abc"])
+    assert [value(s) for s in ["ab", "a", "abc", "ab"]] == [0.2, 0.1, 0.3, 0.2]
+    assert batches == [["a", "ab", "abc"]]
+    assert value("abcd") == value("abcd") == 0.4 and batches[1:] == [["abcd"]]
+    assert search.memo(score, [])("xy") == 0.2

@@ -119,6 +119,22 @@ class Result(NamedTuple):
     tree: Node
 
 
+def memo(score: Callable[[list], Iterable[float]], states: Iterable[Hashable]) -> Callable[[Hashable], float]:
+    """``value(state)`` for a search from a batch scorer: ``score`` (a list of states -> one
+    value each) runs once over ``states`` (e.g. every state reachable from the puzzles), and a
+    state outside them is scored alone when first asked for and remembered. A learned value
+    is a function of the state, so this changes no result, only how often the scorer runs."""
+    states = list(states)
+    table = dict(zip(states, score(states))) if states else {}
+
+    def value(state: Hashable) -> float:
+        if state not in table:
+            table[state] = next(iter(score([state])))
+        return float(table[state])
+
+    return value
+
+
 def _as_budget(budget: Budget | int) -> Budget:
     return budget if isinstance(budget, Budget) else Budget(budget)
 
