@@ -124,6 +124,16 @@ def test_paired_difference_nested_seeds_widen_the_interval():
     assert not metrics.excludes_zero(nested)
 
 
+def test_paired_difference_does_not_count_the_same_queries_once_per_seed():
+    # three runs that agree exactly carry no more information than one: the interval must
+    # not shrink by sqrt(3), as it would if each run's queries were drawn apart
+    delta = np.random.default_rng(4).standard_normal(300)
+    one = metrics.paired_difference(delta, np.zeros(300), n_boot=4000)
+    three = metrics.paired_difference(np.tile(delta, (3, 1)), np.zeros((3, 300)), n_boot=4000)
+    assert three.mean == pytest.approx(one.mean)
+    assert (three.hi - three.lo) == pytest.approx(one.hi - one.lo, rel=0.1)
+
+
 def test_paired_difference_rejects_bad_input():
     with pytest.raises(ValueError, match="one shape"):
         metrics.paired_difference([1.0, 2.0], [1.0])

@@ -65,11 +65,14 @@ def paired_difference(
     several seeds are pooled. Pairing removes the queries' own difficulty from the
     comparison: the bootstrap resamples the per-query differences
     :math:`\\delta_q = a_q - b_q`, so an interval that excludes 0 says A and B differ on
-    these queries, which two overlapping unpaired intervals cannot say. With seeds, the
-    resampling is nested: draw seeds with replacement, then queries with replacement
-    within each drawn seed, and average
-    :math:`\\bar\\delta^* = \\frac{1}{S}\\sum_{s^*} \\frac{1}{Q}\\sum_{q^*} \\delta_{s^* q^*}`,
-    so that seed-to-seed variation widens the interval instead of counting as more queries.
+    these queries, which two overlapping unpaired intervals cannot say. With seeds, every
+    run is scored on the same queries (a crossed design), and the bootstrap resamples both:
+    draw seeds with replacement and one set of queries with replacement, shared by the drawn
+    seeds, and average
+    :math:`\\bar\\delta^* = \\frac{1}{S}\\sum_{s^*} \\frac{1}{Q}\\sum_{q^*} \\delta_{s^* q^*}`.
+    Seed-to-seed variation then widens the interval instead of counting as more queries, and
+    a query's difficulty, common to all runs, is drawn once, not once per run (drawing the
+    queries apart for each seed would count the same queries' noise as if it were new).
     ``NaN`` entries (a query a method could not score) are an error.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -82,7 +85,7 @@ def paired_difference(
     seeds, queries = delta.shape
     rng = np.random.default_rng(seed)
     s = rng.integers(0, seeds, size=(n_boot, seeds, 1))
-    q = rng.integers(0, queries, size=(n_boot, seeds, queries))
+    q = rng.integers(0, queries, size=(n_boot, 1, queries))  # one draw of queries, shared by the drawn seeds
     means = delta[s, q].mean(axis=(1, 2))
     return _percentile_ci(delta.mean(), means, alpha)
 
