@@ -225,8 +225,14 @@ def test_chapter9_with_rloo_and_a_small_run(tmp_path):
         trl_steps=2,
         trl_queries=2,
         trl_seeds=1,
+        rl_seeds=2,
     )
-    assert "3 steps," in text and "KL weight 0.5:" in text and "KL weight 0:" not in text
+    assert (
+        "2 runs of 3 steps," in text
+        and "greedy_val of each run" in text
+        and "KL weight 0.5:" in text
+        and "KL weight 0:" not in text
+    )
     assert "pass@8" in text and "pass@16" not in text
     assert "the ORM: 80 labels" in text and "DPO minus the explicit RM:" in text
     assert "ours minus TRL (seeds and queries resampled):" in text and "(per seed)" in text
@@ -240,6 +246,7 @@ def test_chapter10_with_a_small_run(tmp_path):
         seed=1,
         rounds=2,
         orm_rounds=1,
+        mcts_rounds=1,
         n_train=60,
         n_samples=8,
         epochs=1.0,
@@ -255,4 +262,5 @@ def test_chapter10_with_a_small_run(tmp_path):
     assert "'method': 'best-of-8'" in text and "pass@4" in text and "pass@16" not in text
     assert "learned ORM minus gold check" in text and "round 2, pass@1" not in text
     assert "MCTS on 5 puzzles" in text and "GRPO:" in text
+    assert "MCTS loop minus same-cap sampling loop" in text and "MCTS loop minus gold loop" in text
     assert "rounds = 2" in injected
