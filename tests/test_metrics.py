@@ -112,16 +112,16 @@ def test_paired_difference_removes_query_difficulty():
     assert ua.lo < ub.hi
 
 
-def test_paired_difference_nested_seeds_widen_the_interval():
+def test_paired_difference_crossed_seeds_widen_the_interval():
     rng = np.random.default_rng(2)
     seed_effect = np.array([0.3, -0.3, 0.25, -0.25])[:, None]
     a = seed_effect + 0.01 * rng.standard_normal((4, 200))
     b = np.zeros_like(a)
-    nested = metrics.paired_difference(a, b)
+    crossed = metrics.paired_difference(a, b)
     flat = metrics.bootstrap_ci((a - b).ravel())
-    assert nested.mean == pytest.approx(flat.mean)
-    assert nested.hi - nested.lo > 5 * (flat.hi - flat.lo)
-    assert not metrics.excludes_zero(nested)
+    assert crossed.mean == pytest.approx(flat.mean)
+    assert crossed.hi - crossed.lo > 5 * (flat.hi - flat.lo)
+    assert not metrics.excludes_zero(crossed)
 
 
 def test_paired_difference_does_not_count_the_same_queries_once_per_seed():
