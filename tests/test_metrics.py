@@ -143,6 +143,47 @@ def test_paired_difference_rejects_bad_input():
         metrics.paired_difference([1.0], [1.0], n_boot=0)
 
 
+def test_independent_runs_difference_matches_a_direct_bootstrap():
+    rng = np.random.default_rng(5)
+    a, b = rng.random((3, 40)), rng.random((2, 40))
+    ci = metrics.independent_runs_difference(a, b, n_boot=300, seed=7)
+    draws = np.random.default_rng(7)
+    runs_a, runs_b = draws.integers(0, 3, size=(300, 3)), draws.integers(0, 2, size=(300, 2))
+    queries = draws.integers(0, 40, size=(300, 40))
+    means = [
+        np.mean([a[s, q] for s in ra for q in qs]) - np.mean([b[t, q] for t in rb for q in qs])
+        for ra, rb, qs in zip(runs_a, runs_b, queries)
+    ]
+    assert ci.mean == pytest.approx(a.mean() - b.mean())
+    assert ci.lo == pytest.approx(np.quantile(means, 0.025))
+    assert ci.hi == pytest.approx(np.quantile(means, 0.975))
+
+
+def test_independent_runs_difference_does_not_depend_on_how_the_runs_are_listed():
+    # paired_difference pairs run s of A with run s of B; with independent runs that pairing is
+    # arbitrary, and listing A's runs in another order moves its interval but not this one's
+    rng = np.random.default_rng(6)
+    a = np.array([[0.2], [0.6]]) + 0.3 * rng.standard_normal((2, 150))
+    b = np.array([[0.5], [0.1]]) + 0.3 * rng.standard_normal((2, 150))
+    widths = [
+        metrics.independent_runs_difference(rows, b, n_boot=6000).hi
+        - metrics.independent_runs_difference(rows, b, n_boot=6000).lo
+        for rows in (a, a[::-1])
+    ]
+    assert widths[0] == pytest.approx(widths[1], rel=0.08)
+    paired = [metrics.paired_difference(rows, b, n_boot=6000) for rows in (a, a[::-1])]
+    assert abs((paired[0].hi - paired[0].lo) - (paired[1].hi - paired[1].lo)) > 0.1
+
+
+def test_independent_runs_difference_rejects_bad_input():
+    with pytest.raises(ValueError, match="same queries"):
+        metrics.independent_runs_difference(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="same queries"):
+        metrics.independent_runs_difference(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.independent_runs_difference(np.full((1, 2), np.nan), np.zeros((1, 2)))
+
+
 def test_excludes_zero():
     assert metrics.excludes_zero(metrics.CI(0.1, 0.01, 0.2))
     assert metrics.excludes_zero(metrics.CI(-0.1, -0.2, -0.01))

@@ -106,3 +106,29 @@ def test_token_logprobs_match_logprob_of_and_carry_gradients(tiny_model):
     assert all(lp.requires_grad for lp in got)
     expected = sampling.logprob_of(model, tok, prompts, ids)
     assert all(np.allclose(a.detach().numpy(), b, atol=1e-5) for a, b in zip(got, expected))
+
+
+def test_token_logprobs_values_and_gradients_equal_a_row_by_row_computation(tiny_model):
+    model, tok = tiny_model
+    prompts, ids = ["Q: 001+002\nA: ", "Q: 010-003\nA: ", "Q: 7+8\nA: "], [[5, 6, 7], [8, 9], [4, 11, 12, 13]]
+    weights = torch.tensor([0.5, -1.0, 2.0])
+
+    def row_by_row():  # each row's log-probabilities read from its own row of the logits
+        rows = []
+        for p, c in zip(prompts, ids):
+            p_ids = tok(p, add_special_tokens=False)["input_ids"]
+            logits = model(input_ids=torch.tensor([p_ids + c])).logits.float()
+            logp = torch.log_softmax(logits[0, len(p_ids) - 1 : len(p_ids) - 1 + len(c)], -1)
+            rows.append(logp.gather(-1, torch.tensor(c)[:, None]).squeeze(-1))
+        return rows
+
+    results = []
+    for compute in (lambda: sampling.token_logprobs(model, tok, prompts, ids), row_by_row):
+        model.zero_grad()
+        rows = compute()
+        sum(w * r.sum() for w, r in zip(weights, rows)).backward()
+        results.append(([r.detach() for r in rows], [p.grad.clone() for p in model.parameters()]))
+    (got, got_grads), (want, want_grads) = results
+    assert [len(r) for r in got] == [3, 2, 4]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got_grads, want_grads))

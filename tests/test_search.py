@@ -306,3 +306,39 @@ def test_memo_scores_the_given_states_in_one_batch_and_others_once():
     assert batches == [["a", "ab", "abc"]]
     assert value("abcd") == value("abcd") == 0.4 and batches[1:] == [["abcd"]]
     assert search.memo(score, [])("xy") == 0.2
+
+
+def _first_solved_by_loop(costs, solved, budget, shared):
+    total, first = shared, -1
+    for j, (c, s) in enumerate(zip(costs, solved)):
+        if total + c > budget:
+            break
+        total += c
+        if s:
+            first = j
+            break
+    return first, total
+
+
+def test_first_solved_within_matches_a_loop():
+    rng = np.random.default_rng(0)
+    costs = rng.integers(0, 40, size=(200, 12))
+    solved = rng.random((200, 12)) < 0.15
+    shared = rng.integers(0, 30, size=200)
+    for budget in (0, 25, 100, 300, 10_000):
+        first, spent = search.first_solved_within(costs, solved, budget, shared)
+        expected = [_first_solved_by_loop(c, s, budget, sh) for c, s, sh in zip(costs, solved, shared)]
+        assert first.tolist() == [f for f, _ in expected]
+        assert spent.tolist() == [float(t) for _, t in expected]
+
+
+def test_first_solved_within_by_hand():
+    costs = np.array([[10, 10, 10], [10, 10, 10], [30, 1, 1]])
+    solved = np.array([[False, True, True], [False, False, False], [True, True, True]])
+    first, spent = search.first_solved_within(costs, solved, budget=25, shared=5)
+    assert first.tolist() == [1, -1, -1]  # row 3: its first sample alone passes the budget
+    assert spent.tolist() == [25.0, 25.0, 5.0]
+    with pytest.raises(ValueError, match="costs and solved"):
+        search.first_solved_within(costs, solved[:, :2], 25)
+    with pytest.raises(ValueError, match="costs must be >= 0"):
+        search.first_solved_within(-costs, solved, 25)

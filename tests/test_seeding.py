@@ -16,6 +16,21 @@ def test_seed_everything_repeats_every_generator():
     seed_everything(3)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
     assert torch.get_num_threads() == 2 and torch.are_deterministic_algorithms_enabled()
+    assert not torch.utils.deterministic.fill_uninitialized_memory, "no NaN-filling of new tensors"
+
+
+def test_deterministic_block_sets_and_restores_the_settings():
+    from irlm.sft import deterministic
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(False)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    with deterministic(2):
+        assert torch.get_num_threads() == 2 and torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory
+    assert torch.get_num_threads() == 1 and not torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory
+    seed_everything(0)  # the settings every other test expects
 
 
 @pytest.mark.parametrize("kwargs", [dict(seed=-1), dict(seed=1.5), dict(seed=0, threads=0)])

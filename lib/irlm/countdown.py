@@ -27,7 +27,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -137,13 +137,7 @@ class State:
     @cached_property
     def remaining(self) -> tuple[int, ...]:
         """The multiset of numbers left, sorted."""
-        numbers = tuple(sorted(self.puzzle.numbers))
-        for step in self.steps:
-            after = _after(numbers, step)
-            if after is None:
-                raise ValueError(f"illegal step {step.text!r} with numbers {numbers}")
-            numbers = after
-        return numbers
+        return _numbers_left(self.puzzle.numbers, self.steps)
 
     @property
     def is_terminal(self) -> bool:
@@ -153,14 +147,14 @@ class State:
     def is_solved(self) -> bool:
         return self.remaining == (self.puzzle.target,)
 
-    @property
+    @cached_property
     def response(self) -> str:
         """The solution so far, each step followed by the numbers left; unless it is
         finished it ends in ``", "``, ready for the next step."""
-        state, parts = State(self.puzzle), []
-        for step in self.steps:
-            state = apply_step(state, step)
-            parts.append(f"{step.text} {_left(state.remaining)}")
+        numbers, parts = tuple(sorted(self.puzzle.numbers)), []
+        for step in self.steps:  # legal: the constructor checked them
+            numbers = _after(numbers, step)
+            parts.append(f"{step.text} {_left(numbers)}")
         text = SEP.join(parts)
         return text + SEP if self.steps and not self.is_terminal else text
 
@@ -170,10 +164,23 @@ class State:
         after = apply_step(self, step)
         return f"={step.c} {_left(after.remaining)}" + ("" if after.is_terminal else SEP)
 
-    @property
+    @cached_property
     def text(self) -> str:
         """Prompt and solution so far: what a language model continues, one step at a time."""
         return self.puzzle.prompt + self.response
+
+
+@lru_cache(maxsize=1 << 18)
+def _numbers_left(numbers: tuple[int, ...], steps: tuple[Step, ...]) -> tuple[int, ...]:
+    """The sorted multiset after ``steps`` from ``numbers``; ``ValueError`` at an illegal step.
+    Memoised on the prefix, so a state one step past a known one costs one step."""
+    if not steps:
+        return tuple(sorted(numbers))
+    before = _numbers_left(numbers, steps[:-1])
+    after = _after(before, steps[-1])
+    if after is None:
+        raise ValueError(f"illegal step {steps[-1].text!r} with numbers {before}")
+    return after
 
 
 def _left(numbers: tuple[int, ...]) -> str:

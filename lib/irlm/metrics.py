@@ -90,6 +90,37 @@ def paired_difference(
     return _percentile_ci(delta.mean(), means, alpha)
 
 
+def independent_runs_difference(
+    a: Sequence[Sequence[float]] | np.ndarray,
+    b: Sequence[Sequence[float]] | np.ndarray,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> CI:
+    """Mean of ``a`` minus mean of ``b`` with a percentile-bootstrap interval, for two methods
+    whose runs share nothing but the queries they are scored on: ``a`` has shape
+    ``(runs of A, queries)``, ``b`` ``(runs of B, queries)``. Unlike :func:`paired_difference`,
+    whose seed axis pairs run ``s`` of A with run ``s`` of B, no run of A belongs with a run of
+    B here, so each method's runs are drawn with replacement on their own, and one draw of
+    queries is shared by both (the queries still pair the methods):
+
+    .. math:: \\bar\\delta^* = \\frac{1}{Q}\\sum_{q^*}\\Big(\\frac{1}{S_A}\\sum_{s^*} a_{s^* q^*}
+              - \\frac{1}{S_B}\\sum_{t^*} b_{t^* q^*}\\Big).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.size == 0 or b.size == 0:
+        raise ValueError(f"a and b must be (runs, queries) with the same queries; got {a.shape} and {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("a and b must not contain NaN")
+    _check_bootstrap(n_boot, alpha)
+    rng = np.random.default_rng(seed)
+    runs_a = rng.integers(0, len(a), size=(n_boot, len(a), 1))
+    runs_b = rng.integers(0, len(b), size=(n_boot, len(b), 1))
+    q = rng.integers(0, a.shape[1], size=(n_boot, 1, a.shape[1]))  # one draw of queries for both
+    means = a[runs_a, q].mean(axis=(1, 2)) - b[runs_b, q].mean(axis=(1, 2))
+    return _percentile_ci(a.mean() - b.mean(), means, alpha)
+
+
 def excludes_zero(ci: CI) -> bool:
     """Whether a paired interval says the two methods differ: both ends on one side of 0."""
     return ci.lo > 0 or ci.hi < 0

@@ -191,6 +191,7 @@ def rollouts(
                 alive[i], wasted[i] = False, len(ids)
             else:
                 states[i] = _after(states[i], step)
-    texts = [s.text for s in states]
-    tokens = np.array([len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]) + wasted
+    distinct = list(dict.fromkeys(s.text for s in states))  # each distinct text tokenized once
+    length = dict(zip(distinct, map(len, tokenizer(distinct, add_special_tokens=False)["input_ids"])))
+    tokens = np.array([length[s.text] for s in states]) + wasted
     return states, tokens

@@ -148,12 +148,19 @@ def train(
             # 1. a group of samples per query, at temperature 1
             chosen = [prompts[rng.randrange(len(prompts))] for _ in range(queries_per_step)]
             batch = [p for p in chosen for _ in range(group_size)]
-            out = sample(policy, tokenizer, batch, max_new_tokens=max_new_tokens, seed=seed * 100_003 + step)
+            out = sample(  # in one batch, as the loss takes them (on a CPU, bigger batches are faster)
+                policy,
+                tokenizer,
+                batch,
+                max_new_tokens=max_new_tokens,
+                batch_size=len(batch),
+                seed=seed * 100_003 + step,
+            )
             # 2. their rewards, and their log-probabilities under the sampler and the reference
             r = np.asarray(reward(batch, out.texts), dtype=np.float64).reshape(queries_per_step, group_size)
             old, mask = (t.to(policy.device) for t in _padded([torch.as_tensor(lp) for lp in out.logprobs]))
-            ref = _padded([torch.as_tensor(lp) for lp in logprob_of(reference, tokenizer, batch, out.token_ids)])[0]
-            ref = ref.to(policy.device)
+            ref_rows = logprob_of(reference, tokenizer, batch, out.token_ids, batch_size=len(batch))
+            ref = _padded([torch.as_tensor(lp) for lp in ref_rows])[0].to(policy.device)
             log_ratio = ((old - ref) * mask).sum(1)
             # 3. advantages (the KL penalty in the reward, or in the loss)
             shaped = r - kl_coef * log_ratio.cpu().numpy().reshape(r.shape) if kl_in_reward else r

@@ -259,10 +259,13 @@ def token_logprobs(
         pairs.append((p_ids, c_ids))
     ids, mask = (t.to(model.device) for t in right_pad([p + c for p, c in pairs], pad))
     logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-    return [
-        logp[row, len(p) - 1 : len(p) - 1 + len(c)].gather(-1, torch.tensor(c, device=ids.device)[:, None]).squeeze(-1)
-        for row, (p, c) in enumerate(pairs)
-    ]
+    # position len(p) - 1 + j predicts completion token j; one index for all rows, so that the
+    # backward pass writes one gradient tensor instead of one (batch, time, vocab) tensor a row
+    rows = [r for r, (_, c) in enumerate(pairs) for _ in c]
+    steps = [len(p) - 1 + j for p, c in pairs for j in range(len(c))]
+    tokens = [t for _, c in pairs for t in c]
+    picked = logp[tuple(torch.tensor(x, device=ids.device) for x in (rows, steps, tokens))]
+    return list(picked.split([len(c) for _, c in pairs]))
 
 
 @torch.inference_mode()

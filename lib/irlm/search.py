@@ -375,3 +375,28 @@ def sample_until_solved(
     hit = np.take_along_axis(solved[None], order, -1)
     first = np.where(hit.any(-1), np.take_along_axis(spent, hit.argmax(-1)[..., None], -1)[..., 0], np.inf)
     return (first[..., None] <= budgets).mean(0)
+
+
+def first_solved_within(
+    costs: np.ndarray, solved: np.ndarray, budget: float, shared: float | np.ndarray = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rule of :func:`sample_until_solved` for the one order the samples were drawn in:
+    take each query's samples in order, paying ``shared`` once and then each sample's
+    ``costs``, until one is solved or the next would bring the total past ``budget``. Sample
+    :math:`j` is reached when :math:`\\text{shared} + \\sum_{i \\le j} c_i \\le b`. Returns, per
+    query, the index of the first solved sample reached (-1 if none) and the tokens spent
+    (the total at that sample, or at the last sample reached; ``shared`` if none is).
+    ``costs`` and ``solved`` have shape ``(queries, samples)``; costs are >= 0."""
+    costs, solved = np.asarray(costs, dtype=float), np.asarray(solved, dtype=bool)
+    if costs.ndim != 2 or costs.shape != solved.shape:
+        raise ValueError(f"costs and solved must be 2-D of one shape, got {costs.shape} and {solved.shape}")
+    if (costs < 0).any():
+        raise ValueError("costs must be >= 0")
+    shared = np.broadcast_to(np.asarray(shared, dtype=float), (len(costs),))
+    total = shared[:, None] + np.cumsum(costs, 1)
+    reached = total <= budget  # a prefix of each row: the totals never fall
+    hit = solved & reached
+    first = np.where(hit.any(1), hit.argmax(1), -1)
+    last = np.where(first >= 0, first, reached.sum(1) - 1)  # the last sample paid for
+    spent = np.where(last >= 0, np.take_along_axis(total, np.maximum(last, 0)[:, None], 1)[:, 0], shared)
+    return first, spent

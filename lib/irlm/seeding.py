@@ -10,7 +10,8 @@ import torch
 
 
 def seed_everything(seed: int, threads: int = 2) -> None:
-    """Seed ``random``, NumPy and torch; fix the thread count; use deterministic kernels.
+    """Seed ``random``, NumPy and torch; fix the thread count; use deterministic kernels
+    (without their NaN-filling of new tensors).
 
     With the same seed, thread count and CPU kind, a chapter computes the same numbers
     bit for bit, which is what the book's checked outputs rely on. (On a GPU, an op
@@ -26,6 +27,9 @@ def seed_everything(seed: int, threads: int = 2) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # deterministic mode also fills every new tensor with NaN, a debugging aid that costs most
+    # of a tiny model's backward pass; nothing here reads memory it has not written
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def resolve_device(device: str) -> str:
