@@ -226,6 +226,7 @@ def test_chapter9_with_rloo_and_a_small_run(tmp_path):
         trl_queries=2,
         trl_seeds=1,
         rl_seeds=2,
+        sample_batch=16,
     )
     assert (
         "2 runs of 3 steps," in text
@@ -235,7 +236,7 @@ def test_chapter9_with_rloo_and_a_small_run(tmp_path):
     )
     assert "pass@8" in text and "pass@16" not in text
     assert "the ORM: 80 labels" in text and "DPO minus the explicit RM:" in text
-    assert "ours minus TRL (seeds and queries resampled):" in text and "(per seed)" in text
+    assert "ours minus TRL (each loop's seeds drawn apart, queries shared):" in text and "(per seed)" in text
     assert 'estimator = "rloo"' in injected
 
 

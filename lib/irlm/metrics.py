@@ -3,7 +3,8 @@ diversity and entropy.
 
 Chapter 1 introduces them; every chapter reports its numbers with them. A claim that
 method A beats method B rests on :func:`paired_difference`: both evaluated on the same
-queries, the interval of the mean of A - B.
+queries, the interval of the mean of A - B (:func:`independent_runs_difference` when each
+method has runs of its own that share only the queries).
 """
 
 from __future__ import annotations
