@@ -31,17 +31,17 @@ from irlm.sampling import right_pad
 def deterministic(threads: int):
     """Fixed thread count and deterministic kernels inside the block (new tensors not filled
     with NaN first, as :func:`irlm.seed_everything` sets); restored after."""
-    fill = torch.utils.deterministic
-    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), fill.fill_uninitialized_memory
+    before_threads, before_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    before_fill = torch.utils.deterministic.fill_uninitialized_memory
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
-    fill.fill_uninitialized_memory = False
+    torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
-        torch.set_num_threads(before[0])
-        torch.use_deterministic_algorithms(before[1])
-        fill.fill_uninitialized_memory = before[2]
+        torch.set_num_threads(before_threads)
+        torch.use_deterministic_algorithms(before_det)
+        torch.utils.deterministic.fill_uninitialized_memory = before_fill
 
 
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
