@@ -132,3 +132,18 @@ def test_token_logprobs_values_and_gradients_equal_a_row_by_row_computation(tiny
     assert [len(r) for r in got] == [3, 2, 4]
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want))
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got_grads, want_grads))
+
+
+def test_token_ids_of_tokenizes_each_distinct_text_once(tiny_model):
+    _, tok = tiny_model
+    texts = ["Q: 1+2\nA: ", "Q: 3+4\nA: ", "Q: 1+2\nA: "]
+    calls = []
+
+    class Counting:
+        def __call__(self, batch, **kwargs):
+            calls.append(list(batch))
+            return tok(batch, **kwargs)
+
+    ids = sampling.token_ids_of(Counting(), texts)
+    assert calls == [texts[:2]] and list(ids) == texts[:2]
+    assert all(ids[t] == tok(t, add_special_tokens=False)["input_ids"] for t in texts)

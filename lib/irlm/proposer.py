@@ -25,7 +25,7 @@ import torch
 
 from irlm import tinygpt
 from irlm.countdown import State, parse_proposal
-from irlm.sampling import _cache_arg, _cache_of, next_token, sample
+from irlm.sampling import _cache_arg, _cache_of, next_token, sample, token_ids_of
 from irlm.search import Proposal, Proposals
 from irlm.sft import deterministic
 
@@ -191,7 +191,6 @@ def rollouts(
                 alive[i], wasted[i] = False, len(ids)
             else:
                 states[i] = _after(states[i], step)
-    distinct = list(dict.fromkeys(s.text for s in states))  # each distinct text tokenized once
-    length = dict(zip(distinct, map(len, tokenizer(distinct, add_special_tokens=False)["input_ids"])))
-    tokens = np.array([length[s.text] for s in states]) + wasted
+    ids_of = token_ids_of(tokenizer, (s.text for s in states))
+    tokens = np.array([len(ids_of[s.text]) for s in states]) + wasted
     return states, tokens

@@ -17,7 +17,7 @@ Chapter 1 uses this module; every later chapter samples through it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,9 +103,14 @@ def _stop_ids(tokenizer, stop_token_ids: Sequence[int] | None) -> torch.Tensor:
     return torch.tensor(sorted(ids))
 
 
+def token_ids_of(tokenizer, texts: Iterable[str]) -> dict[str, list[int]]:
+    """Each distinct text's token ids (no special tokens), tokenized once, in one call."""
+    distinct = list(dict.fromkeys(texts))
+    return dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+
+
 def _encode_left_padded(tokenizer, prompts: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    distinct = list(dict.fromkeys(prompts))  # each distinct prompt tokenized once, in one call
-    ids_of = dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+    ids_of = token_ids_of(tokenizer, prompts)
     ids = [ids_of[p] for p in prompts]
     width = max(len(i) for i in ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

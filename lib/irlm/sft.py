@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from irlm import tinygpt
-from irlm.sampling import right_pad
+from irlm.sampling import right_pad, token_ids_of
 
 
 @contextlib.contextmanager
@@ -49,8 +49,7 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]]) -> list[tuple[list
     them: the prompt is encoded, then the response is generated."""
     if len(pairs) == 0:
         raise ValueError("pairs is empty; pass at least one (prompt, response) demonstration")
-    texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # each distinct text encoded once
-    ids = dict(zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"]))
+    ids = token_ids_of(tokenizer, (t for pair in pairs for t in pair))
     prompts, responses = [ids[p] for p, _ in pairs], [ids[r] for _, r in pairs]
     return [(p, r + [tokenizer.eos_token_id]) for p, r in zip(prompts, responses)]
 
