@@ -134,16 +134,34 @@ def test_token_logprobs_values_and_gradients_equal_a_row_by_row_computation(tiny
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got_grads, want_grads))
 
 
-def test_token_ids_of_tokenizes_each_distinct_text_once(tiny_model):
+def test_token_ids_of_tokenizes_each_distinct_text_once(tiny_model, monkeypatch):
     _, tok = tiny_model
     texts = ["Q: 1+2\nA: ", "Q: 3+4\nA: ", "Q: 1+2\nA: "]
     calls = []
 
     class Counting:
+        size = len(tok)
+
         def __call__(self, batch, **kwargs):
             calls.append(list(batch))
             return tok(batch, **kwargs)
 
-    ids = sampling.token_ids_of(Counting(), texts)
+        def __len__(self):
+            return self.size
+
+    counting = Counting()
+    ids = sampling.token_ids_of(counting, texts)
     assert calls == [texts[:2]] and list(ids) == texts[:2]
     assert all(ids[t] == tok(t, add_special_tokens=False)["input_ids"] for t in texts)
+    ids[texts[0]].append(-1)  # the caller's copy: the memo keeps its own
+    again = sampling.token_ids_of(counting, ["Q: 5+6\nA: ", *texts])
+    assert calls == [texts[:2], ["Q: 5+6\nA: "]]  # only the new text is tokenized
+    assert all(again[t] == tok(t, add_special_tokens=False)["input_ids"] for t in again)
+    counting.size += 1  # e.g. after add_tokens: the memo starts afresh
+    sampling.token_ids_of(counting, texts)
+    assert calls[-1] == texts[:2]
+    sampling.token_ids_of(Counting(), texts)  # a memo per tokenizer
+    assert calls[-2:] == [texts[:2], texts[:2]]
+    monkeypatch.setattr(sampling, "MEMO_SIZE", 2)  # full: the memo starts afresh
+    sampling.token_ids_of(counting, ["Q: 5+6\nA: "])
+    assert calls[-1] == ["Q: 5+6\nA: "]

@@ -72,7 +72,7 @@ class LMProposer:
         """The KV cache after ``state.text``, the next-token logits and the text's length in
         tokens, feeding only what
         the parent's cache lacks when ``reuse_cache``."""
-        ids = self.tokenizer(state.text, add_special_tokens=False)["input_ids"]
+        ids = token_ids_of(self.tokenizer, [state.text])[state.text]
         past, start = None, 0
         if self.reuse_cache and state.steps:
             parent = self._kv.get(State(state.puzzle, state.steps[:-1]).text)

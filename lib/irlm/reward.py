@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from irlm.sampling import right_pad
+from irlm.sampling import right_pad, token_ids_of
 from irlm.sft import deterministic
 
 
@@ -249,10 +249,9 @@ class OutcomeRewardModel(torch.nn.Module):
 
 
 def _encode(tokenizer, prompts: Sequence[str], responses: Sequence[str], device) -> tuple[torch.Tensor, ...]:
-    # prompt and response tokenized apart (as the sampler saw them), one batched call each
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
-    ids, mask = right_pad([p + r for p, r in zip(prompt_ids, response_ids)], tokenizer.pad_token_id)
+    # prompt and response tokenized apart (as the sampler saw them)
+    ids_of = token_ids_of(tokenizer, [*prompts, *responses])
+    ids, mask = right_pad([ids_of[p] + ids_of[r] for p, r in zip(prompts, responses)], tokenizer.pad_token_id)
     return ids.to(device), mask.to(device)
 
 

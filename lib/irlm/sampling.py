@@ -17,6 +17,7 @@ Chapter 1 uses this module; every later chapter samples through it.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -103,10 +104,27 @@ def _stop_ids(tokenizer, stop_token_ids: Sequence[int] | None) -> torch.Tensor:
     return torch.tensor(sorted(ids))
 
 
+_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its length, {text: ids})
+MEMO_SIZE = 1 << 18  # texts remembered per tokenizer; the memo starts afresh when full
+
+
 def token_ids_of(tokenizer, texts: Iterable[str]) -> dict[str, list[int]]:
-    """Each distinct text's token ids (no special tokens), tokenized once, in one call."""
+    """Each distinct text's token ids (no special tokens), the new ones tokenized in one call.
+
+    Texts this tokenizer has seen before come from a memo, kept per tokenizer while it
+    lives. Samplers see the same texts again and again: chapter 10's rollouts re-read the
+    same Countdown states across policies and rounds, and two of every three texts they
+    tokenized had been tokenized before. The memo starts afresh when the tokenizer's
+    length changes (``add_tokens``) or it holds :data:`MEMO_SIZE` texts."""
     distinct = list(dict.fromkeys(texts))
-    return dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"]))
+    size, memo = _MEMO.get(tokenizer, (None, {}))
+    if size != len(tokenizer) or len(memo) + len(distinct) > MEMO_SIZE:
+        size, memo = len(tokenizer), {}
+        _MEMO[tokenizer] = size, memo
+    new = [t for t in distinct if t not in memo]
+    if new:
+        memo.update(zip(new, map(tuple, tokenizer(new, add_special_tokens=False)["input_ids"])))
+    return {t: list(memo[t]) for t in distinct}
 
 
 def _encode_left_padded(tokenizer, prompts: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,14 +217,10 @@ def _sample_batch(model, tokenizer, prompts, temperature, top_k, top_p, max_new_
         if bool(done.all()) or i == max_new_tokens - 1:
             break
         logits = steps.send(tok).float()
-    tokens_t, logps_t = torch.stack(tokens, 1).cpu(), torch.stack(logps, 1).cpu()
-    stop_cpu = stop.cpu()
-    rows = []
-    for tok_row, lp_row in zip(tokens_t, logps_t):
-        hit = torch.isin(tok_row, stop_cpu).nonzero()
-        end = int(hit[0]) + 1 if len(hit) else len(tok_row)
-        rows.append((tok_row[:end].tolist(), lp_row[:end].numpy().astype(np.float64)))
-    return rows
+    tokens_t, logps_t = torch.stack(tokens, 1).cpu(), torch.stack(logps, 1).cpu().numpy().astype(np.float64)
+    hit = torch.isin(tokens_t, stop.cpu())
+    ends = torch.where(hit.any(1), hit.int().argmax(1) + 1, hit.shape[1]).tolist()  # through the first stop
+    return [(row[:end], logps_t[i, :end]) for i, (row, end) in enumerate(zip(tokens_t.tolist(), ends))]
 
 
 def sample(
@@ -255,10 +269,10 @@ def token_logprobs(
     one padded forward pass (with gradients, where autograd is on: a policy-gradient loss
     differentiates their sums). Completions as in :func:`logprob_of`, which batches this."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids_of = token_ids_of(tokenizer, [*prompts, *(c for c in completions if isinstance(c, str))])
     pairs = []
     for p, c in zip(prompts, completions):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        c_ids = tokenizer(c, add_special_tokens=False)["input_ids"] if isinstance(c, str) else list(c)
+        p_ids, c_ids = ids_of[p], ids_of[c] if isinstance(c, str) else list(c)
         if not p_ids or not c_ids:
             raise ValueError("every prompt and completion must have at least one token")
         pairs.append((p_ids, c_ids))
