@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from irlm import sampling
+from irlm import sampling, zoo
 from irlm.adapters import PlainAdapter
 from irlm.tasks import Query
 
@@ -160,8 +160,28 @@ def test_token_ids_of_tokenizes_each_distinct_text_once(tiny_model, monkeypatch)
     counting.size += 1  # e.g. after add_tokens: the memo starts afresh
     sampling.token_ids_of(counting, texts)
     assert calls[-1] == texts[:2]
+    before = len(calls)
     sampling.token_ids_of(Counting(), texts)  # a memo per tokenizer
-    assert calls[-2:] == [texts[:2], texts[:2]]
-    monkeypatch.setattr(sampling, "MEMO_SIZE", 2)  # full: the memo starts afresh
+    assert len(calls) == before + 1 and calls[-1] == texts[:2]
+    monkeypatch.setattr(sampling, "MEMO_SIZE", 2)  # one more text would pass the size: the memo starts afresh
     sampling.token_ids_of(counting, ["Q: 5+6\nA: "])
-    assert calls[-1] == ["Q: 5+6\nA: "]
+    sampling.token_ids_of(counting, texts)  # in the memo before it was cleared
+    assert calls[-2:] == [["Q: 5+6\nA: "], texts[:2]]
+
+
+def test_token_ids_of_follows_the_tokenizers_added_tokens_and_special_token_splitting():
+    tok = zoo.build_tokenizer(["7 -> 8", "x->y"] * 20, vocab_size=300)  # "->" is in the vocabulary
+    text = "x->y 7 -> 8<|endoftext|>"
+    seen = []
+
+    def check():
+        seen.append(tok(text, add_special_tokens=False)["input_ids"])
+        assert sampling.token_ids_of(tok, [text])[text] == seen[-1]
+
+    check()
+    size = len(tok)
+    tok.add_tokens(["->"])  # the same length, other ids
+    check()
+    tok.split_special_tokens = True  # the same length, other ids
+    check()
+    assert len(tok) == size and seen[0] != seen[1] != seen[2]

@@ -29,10 +29,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property, lru_cache
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from irlm.tasks import Splits
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 OPS = ("+", "-", "*", "/")
 SEP = ", "
@@ -357,30 +361,26 @@ def state_features(state: State) -> list[int]:
     return [target, len(state.steps), *left, *(target - x for x in left)]
 
 
-def fit_value_model(states: Sequence[State], labels: Sequence[bool], seed: int = 0, threads: int = 1):
+def fit_value_model(
+    states: Sequence[State], labels: Sequence[bool], seed: int = 0, threads: int = 1
+) -> HistGradientBoostingClassifier:
     """A value on numbers: gradient-boosted trees (scikit-learn's
     ``HistGradientBoostingClassifier``, 300 iterations, seeded by ``seed``) fitted to predict
     ``labels``, e.g. the exact :math:`V^*(s)` of :func:`state_value`, from
     :func:`state_features`. Its probability of the label True is a learned
     :math:`\\hat V(s) \\approx P(V^*(s) = 1 \\mid \\text{numbers left, target})`: a process reward
     model that reads numbers instead of tokens (chapters 7 and 10; :func:`numbers_value`).
-
-    The fit runs on ``threads`` OpenMP threads; the trees do not depend on it. One by
-    default: on a 2-core CPU with ``OMP_WAIT_POLICY=PASSIVE``, as ``make book`` and ``make
-    test`` run two chapters side by side, the fit's many short parallel loops made two
-    threads 4.5x slower than one (9.1 s against 2.0 s on chapter 10's states); alone, with
-    OpenMP's default waiting, two threads took 1.7 s and one 2.2 s."""
+    It fits on ``threads`` OpenMP threads; the trees do not depend on it."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
-    if len(states) == 0 or len(states) != len(labels):
+    if len(states) == 0 or len(states) != len(labels) or threads < 1:
         raise ValueError(
-            f"states and labels must be non-empty and of equal length, got {len(states)} and {len(labels)}"
+            "states and labels must be non-empty and of equal length and threads >= 1, "
+            f"got {len(states)} states, {len(labels)} labels and threads={threads}"
         )
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
     features = np.array([state_features(s) for s in states])
-    with threadpool_limits(limits=threads):
+    with threadpool_limits(limits=threads):  # one by default: two were 4.5x slower under PASSIVE waiting
         return HistGradientBoostingClassifier(max_iter=300, random_state=seed).fit(features, labels)
 
 

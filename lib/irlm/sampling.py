@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -104,8 +105,18 @@ def _stop_ids(tokenizer, stop_token_ids: Sequence[int] | None) -> torch.Tensor:
     return torch.tensor(sorted(ids))
 
 
-_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its length, {text: ids})
-MEMO_SIZE = 1 << 18  # texts remembered per tokenizer; the memo starts afresh when full
+_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its state, {text: ids})
+MEMO_SIZE = 1 << 17  # texts remembered per tokenizer (ids stored as 4-byte ints); then it starts afresh
+
+
+def _tokenizer_state(tokenizer) -> tuple:
+    """What changes a Hugging Face tokenizer's ids without changing it as an object: its
+    vocabulary and added tokens (``add_tokens``) and whether special tokens are split."""
+    return (
+        len(tokenizer),
+        len(getattr(tokenizer, "added_tokens_decoder", ())),
+        getattr(tokenizer, "split_special_tokens", None),
+    )
 
 
 def token_ids_of(tokenizer, texts: Iterable[str]) -> dict[str, list[int]]:
@@ -115,16 +126,21 @@ def token_ids_of(tokenizer, texts: Iterable[str]) -> dict[str, list[int]]:
     lives. Samplers see the same texts again and again: chapter 10's rollouts re-read the
     same Countdown states across policies and rounds, and two of every three texts they
     tokenized had been tokenized before. The memo starts afresh when the tokenizer's
-    length changes (``add_tokens``) or it holds :data:`MEMO_SIZE` texts."""
+    vocabulary, added tokens or ``split_special_tokens`` change, or when it would pass
+    :data:`MEMO_SIZE` texts; a new normalizer or pre-tokenizer on the same object goes
+    unseen (make a new tokenizer instead)."""
     distinct = list(dict.fromkeys(texts))
-    size, memo = _MEMO.get(tokenizer, (None, {}))
-    if size != len(tokenizer) or len(memo) + len(distinct) > MEMO_SIZE:
-        size, memo = len(tokenizer), {}
-        _MEMO[tokenizer] = size, memo
+    state, memo = _MEMO.get(tokenizer, (None, {}))
+    if state != _tokenizer_state(tokenizer):
+        state, memo = _tokenizer_state(tokenizer), {}
+        _MEMO[tokenizer] = state, memo
     new = [t for t in distinct if t not in memo]
+    if len(memo) + len(new) > MEMO_SIZE:
+        memo.clear()
+        new = distinct
     if new:
-        memo.update(zip(new, map(tuple, tokenizer(new, add_special_tokens=False)["input_ids"])))
-    return {t: list(memo[t]) for t in distinct}
+        memo.update(zip(new, (array("i", ids) for ids in tokenizer(new, add_special_tokens=False)["input_ids"])))
+    return {t: memo[t].tolist() for t in distinct}
 
 
 def _encode_left_padded(tokenizer, prompts: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
